@@ -1,0 +1,46 @@
+"""CRF Viterbi decode in numpy, vectorised over the batch.
+
+It lives in `data` (numpy only) because both training (dev F1 each epoch) and `serve` decode
+with it, and `serve` may import nothing that pulls in TensorFlow. Same meaning as
+`tfa.text.crf_decode`: `transitions[i, j]` scores tag i followed by tag j; no start/end scores.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def viterbi_decode(emissions: np.ndarray, transitions: np.ndarray,
+                   sequence_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best tag path per sequence.
+
+    emissions [batch, time, tags], transitions [tags, tags], sequence_lengths [batch].
+    Returns tag_ids [batch, time] (0 past each length) and the best path scores [batch].
+    """
+    emissions = np.asarray(emissions)
+    batch, time, num_tags = emissions.shape
+    lengths = np.asarray(sequence_lengths).reshape(batch)
+    tag_ids = np.zeros((batch, time), dtype=np.int32)
+    if time == 0:
+        return tag_ids, np.zeros(batch, dtype=emissions.dtype)
+    score = emissions[:, 0].copy()
+    backpointers = np.empty((time, batch, num_tags), dtype=np.int32)
+    # Past a sequence's end, each tag points back to itself, so backtracking from the last
+    # step walks through the padding unchanged and lands on the true last tag.
+    stay = np.broadcast_to(np.arange(num_tags, dtype=np.int32), (batch, num_tags))
+    for t in range(1, time):
+        candidates = score[:, :, None] + transitions[None, :, :]
+        best_previous = candidates.argmax(axis=1).astype(np.int32)
+        new_score = np.take_along_axis(candidates, best_previous[:, None, :], axis=1)[:, 0]
+        new_score += emissions[:, t]
+        active = (t < lengths)[:, None]
+        score = np.where(active, new_score, score)
+        backpointers[t] = np.where(active, best_previous, stay)
+    last = score.argmax(axis=1).astype(np.int32)
+    best_scores = score[np.arange(batch), last]
+    tag_ids[:, time - 1] = last
+    rows = np.arange(batch)
+    for t in range(time - 1, 0, -1):
+        tag_ids[:, t - 1] = backpointers[t][rows, tag_ids[:, t]]
+    tag_ids[np.arange(time)[None, :] >= lengths[:, None]] = 0
+    best_scores = np.where(lengths > 0, best_scores, 0)
+    return tag_ids, best_scores

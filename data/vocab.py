@@ -1,0 +1,105 @@
+"""Character and char-bigram vocabularies, and vectorised encoding of text to ids.
+
+Ids: 0 is `<pad>`, 1 is `<unk>`. An unseen character maps to `<unk>`, never dropped, so a
+text of n characters always encodes to n ids. Encoding avoids per-character Python work:
+text -> UTF-32 code points -> one table lookup (characters) or a sorted search (bigrams).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable
+
+import numpy as np
+
+PAD_ID, UNK_ID = 0, 1
+PAD, UNK = "<pad>", "<unk>"
+_CODE_POINTS = 0x110000
+# Code point standing for "after the last character" in the bigram of a text's last character.
+_END = _CODE_POINTS
+
+
+def code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+class CharVocab:
+    def __init__(self, chars: list[str]):
+        self.tokens = [PAD, UNK] + list(chars)
+        self._table = np.full(_CODE_POINTS, UNK_ID, dtype=np.int32)
+        points = np.array([ord(c) for c in chars], dtype=np.int64)
+        self._table[points] = np.arange(2, len(chars) + 2, dtype=np.int32)
+
+    @classmethod
+    def build(cls, texts: Iterable[str], min_count: int = 1) -> "CharVocab":
+        counts = Counter(char for text in texts for char in text)
+        return cls(_frequent(counts, min_count))
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, text: str) -> np.ndarray:
+        return self._table[code_points(text)]
+
+
+class BigramVocab:
+    """Bigram at position i is (text[i], text[i+1]); the last character pairs with an end mark."""
+
+    def __init__(self, bigrams: list[str]):
+        self.tokens = [PAD, UNK] + list(bigrams)
+        keys = np.array([_key_of(b) for b in bigrams], dtype=np.int64)
+        order = np.argsort(keys)
+        self._sorted_keys = keys[order]
+        self._ids_of_sorted = (order + 2).astype(np.int32)
+
+    @classmethod
+    def build(cls, texts: Iterable[str], min_count: int = 2) -> "BigramVocab":
+        counts = Counter(bigram for text in texts for bigram in _bigrams(text))
+        return cls(_frequent(counts, min_count))
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, text: str) -> np.ndarray:
+        points = code_points(text).astype(np.int64)
+        if points.size == 0:
+            return np.zeros(0, dtype=np.int32)
+        following = np.append(points[1:], _END)
+        keys = points * (_CODE_POINTS + 1) + following
+        if self._sorted_keys.size == 0:
+            return np.full(points.size, UNK_ID, dtype=np.int32)
+        where = np.searchsorted(self._sorted_keys, keys)
+        where = np.minimum(where, self._sorted_keys.size - 1)
+        found = self._sorted_keys[where] == keys
+        return np.where(found, self._ids_of_sorted[where], UNK_ID).astype(np.int32)
+
+
+def _bigrams(text: str) -> list[str]:
+    # A one-character string is the bigram of the last character with the end mark.
+    return [text[i:i + 2] for i in range(len(text))]
+
+
+def _key_of(bigram: str) -> int:
+    first = ord(bigram[0])
+    second = ord(bigram[1]) if len(bigram) > 1 else _END
+    return first * (_CODE_POINTS + 1) + second
+
+
+def _frequent(counts: Counter, min_count: int) -> list[str]:
+    # Most frequent first, ties by the token itself: the same data always gives the same ids.
+    kept = [token for token, count in counts.items() if count >= min_count]
+    return sorted(kept, key=lambda token: (-counts[token], token))
+
+
+class TagVocab:
+    def __init__(self, tags: list[str]):
+        self.tags = list(tags)
+        self.index = {tag: i for i, tag in enumerate(self.tags)}
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    def encode(self, tags: list[str]) -> np.ndarray:
+        return np.array([self.index[tag] for tag in tags], dtype=np.int32)
+
+    def decode(self, tag_ids) -> list[str]:
+        return [self.tags[i] for i in tag_ids]

@@ -1,0 +1,120 @@
+"""The Bi-LSTM-CRF tagger as a Keras 3 model.
+
+char_ids (+ bigram_ids) -> Embedding(s), concatenated -> dropout -> `layers` x Bi-LSTM ->
+dropout -> Dense(num_tags) = emissions; a CRF layer holds the transitions. Training
+minimises the CRF negative log-likelihood; `call` returns emissions, decoding is Viterbi.
+
+`masked=False` builds the same network without Keras masking: the form exported to ONNX,
+where masking becomes `Loop` ops but an unmasked LSTM becomes one native `LSTM` node whose
+`sequence_lens` input then restores the masked meaning exactly.
+"""
+from __future__ import annotations
+
+import weakref
+
+import keras
+import tensorflow as tf
+
+from data.vocab import PAD_ID
+from models.crf import CRF, crf_log_likelihood
+
+
+def sequence_lengths_of(char_ids):
+    return tf.reduce_sum(tf.cast(tf.not_equal(char_ids, PAD_ID), tf.int32), axis=1)
+
+
+@keras.saving.register_keras_serializable(package="ner")
+class BiLSTMCRF(keras.Model):
+    def __init__(self, num_chars: int, num_tags: int, embedding_dim: int = 128,
+                 hidden_size: int = 128, layers: int = 1, dropout: float = 0.3,
+                 embedding_dropout: float = 0.5, num_bigrams: int = 0, bigram_dim: int = 0,
+                 masked: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.settings = dict(num_chars=num_chars, num_tags=num_tags, embedding_dim=embedding_dim,
+                             hidden_size=hidden_size, layers=layers, dropout=dropout,
+                             embedding_dropout=embedding_dropout, num_bigrams=num_bigrams,
+                             bigram_dim=bigram_dim, masked=masked)
+        self.uses_bigrams = num_bigrams > 0 and bigram_dim > 0
+        self.char_embedding = keras.layers.Embedding(num_chars, embedding_dim, mask_zero=masked,
+                                                     name="char_embedding")
+        self.bigram_embedding = (keras.layers.Embedding(num_bigrams, bigram_dim,
+                                                        name="bigram_embedding")
+                                 if self.uses_bigrams else None)
+        self.embedding_dropout = keras.layers.Dropout(embedding_dropout, name="embedding_dropout")
+        self.recurrent = [
+            keras.layers.Bidirectional(
+                keras.layers.LSTM(hidden_size, return_sequences=True), name=f"bilstm_{i}")
+            for i in range(layers)]
+        self.output_dropout = keras.layers.Dropout(dropout, name="output_dropout")
+        self.emission_dense = keras.layers.Dense(num_tags, name="emissions")
+        self.crf = CRF(num_tags, name="crf")
+
+    def call(self, inputs, training=False):
+        char_ids = inputs["char_ids"]
+        features = self.char_embedding(char_ids)
+        if self.uses_bigrams:
+            features = keras.ops.concatenate(
+                [features, self.bigram_embedding(inputs["bigram_ids"])], axis=-1)
+        mask = keras.ops.not_equal(char_ids, PAD_ID) if self.settings["masked"] else None
+        features = self.embedding_dropout(features, training=training)
+        for layer in self.recurrent:
+            features = layer(features, mask=mask, training=training)
+        features = self.output_dropout(features, training=training)
+        return self.crf(self.emission_dense(features))
+
+    def crf_loss(self, inputs, tag_ids, training):
+        emissions = self(inputs, training=training)
+        lengths = sequence_lengths_of(inputs["char_ids"])
+        log_likelihood = crf_log_likelihood(emissions, tag_ids, lengths, self.crf.transitions)
+        return -tf.reduce_mean(log_likelihood)
+
+    def train_step(self, data):
+        inputs, tag_ids = data
+        with tf.GradientTape() as tape:
+            loss = self.crf_loss(inputs, tag_ids, training=True)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return {"loss": loss}
+
+    def test_step(self, data):
+        inputs, tag_ids = data
+        return {"loss": self.crf_loss(inputs, tag_ids, training=False)}
+
+    def get_config(self):
+        return {**super().get_config(), **self.settings}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def input_example(self, batch: int = 1, time: int = 2) -> dict:
+        example = {"char_ids": tf.ones((batch, time), tf.int32)}
+        if self.uses_bigrams:
+            example["bigram_ids"] = tf.ones((batch, time), tf.int32)
+        return example
+
+    def unmasked_copy(self) -> "BiLSTMCRF":
+        """The same weights in a network without Keras masking (for export)."""
+        copy = BiLSTMCRF(**{**self.settings, "masked": False})
+        copy(copy.input_example())
+        copy.set_weights(self.get_weights())
+        return copy
+
+
+_compiled = weakref.WeakKeyDictionary()
+
+
+def emissions_function(model: BiLSTMCRF):
+    """A compiled inference function: inputs dict -> emissions, shapes left dynamic (cached)."""
+    if model in _compiled:
+        return _compiled[model]
+    signature = {"char_ids": tf.TensorSpec([None, None], tf.int32)}
+    if model.uses_bigrams:
+        signature["bigram_ids"] = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(input_signature=[signature], reduce_retracing=True)
+    def emissions(inputs):
+        return model(inputs, training=False)
+
+    _compiled[model] = emissions
+    return emissions

@@ -1,0 +1,58 @@
+"""One typed config per training run, saved as config.json beside the run's artifacts."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+MSRA_TRAIN, MSRA_DEV, MSRA_TEST = "data/msra/train.txt", "data/msra/dev.txt", "data/msra/test.txt"
+
+
+@dataclass
+class TrainConfig:
+    train: str = MSRA_TRAIN
+    dev: str = MSRA_DEV
+    test: str | None = None  # scored at the end only; never used for any choice
+    out: str = "runs/default"
+    # model
+    embedding_dim: int = 128
+    hidden_size: int = 128
+    layers: int = 1
+    dropout: float = 0.3
+    embedding_dropout: float = 0.5
+    bigrams: bool = True
+    bigram_dim: int = 64
+    # vocabulary
+    char_min_count: int = 1
+    bigram_min_count: int = 2
+    # training
+    unk_rate: float = 0.0  # share of input ids replaced by <unk> while training
+    batch_size: int = 64
+    lr: float = 2e-3
+    lr_decay: float = 0.05  # lr / (1 + lr_decay * epoch)
+    clipnorm: float = 5.0
+    epochs: int = 20
+    patience: int = 4  # epochs without a better dev F1 before stopping
+    max_len: int = 200  # longer training sentences are cut into chunks of at most this
+    seed: int = 42
+    strict: bool = False  # invalid BMES transitions are errors, not warnings
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        values = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {unknown}")
+        return cls(**values)
+
+    def model_settings(self) -> dict:
+        return dict(embedding_dim=self.embedding_dim, hidden_size=self.hidden_size,
+                    layers=self.layers, dropout=self.dropout,
+                    embedding_dropout=self.embedding_dropout)
+
+    def learning_rate(self, epoch: int) -> float:
+        return self.lr / (1.0 + self.lr_decay * epoch)

@@ -1,0 +1,274 @@
+"""`python -m pipeline.train`: train a Bi-LSTM-CRF tagger on BMES/BIO character data.
+
+With no arguments, trains the default model on MSRA (fetched if needed) into runs/default.
+Early stopping on dev entity F1 (Viterbi + seqeval); the best epoch's weights are kept.
+Writes model.keras, config.json, vocab.json, tags.json, metrics.json and history.csv into --out.
+After each epoch a checkpoint is written, so a killed run can continue with --resume.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from data.formats import DataError, read_corpus
+from pipeline.config import MSRA_TEST, TrainConfig
+from pipeline.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, save_json,
+                                save_vocabularies, load_vocabularies, write_atomic)
+
+EXIT_DATA_ERROR, EXIT_INTERRUPTED = 2, 130
+HISTORY_FIELDS = ["epoch", "loss", "dev_f1", "lr", "seconds"]
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", help="training data (column or inline BMES/BIO)")
+    parser.add_argument("--dev", help="dev data: early stopping and every choice")
+    parser.add_argument("--test", help="test data: scored once at the end, never for choices")
+    parser.add_argument("--out", help="run folder (default runs/default)")
+    parser.add_argument("--config", type=Path, help="config.json to start from; flags override it")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last finished epoch")
+    for field in fields(TrainConfig):
+        if field.name in ("train", "dev", "test", "out", "bigrams", "strict"):
+            continue
+        kind = {"int": int, "float": float}[field.type]
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, dest=field.name,
+                            help=f"(default {field.default})")
+    parser.add_argument("--bigrams", dest="bigrams", action="store_true", default=None,
+                        help="add char-bigram embeddings (default on)")
+    parser.add_argument("--no-bigrams", dest="bigrams", action="store_false")
+    parser.add_argument("--strict", action="store_true", default=None,
+                        help="refuse data with invalid BMES transitions")
+    return parser.parse_args(argv)
+
+
+def build_config(args) -> TrainConfig:
+    if args.resume and args.out and (Path(args.out) / CONFIG).exists():
+        return TrainConfig.load(Path(args.out) / CONFIG)
+    config = TrainConfig.load(args.config) if args.config else TrainConfig()
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                 if getattr(args, f.name, None) is not None}
+    config = TrainConfig(**{**asdict(config), **overrides})
+    if not args.train and not args.config:  # the default job: MSRA, with its test split
+        from data.msra import prepare
+        prepare()
+        if args.test is None:
+            config.test = MSRA_TEST
+    return config
+
+
+def load_data(config: TrainConfig):
+    corpora = {"train": read_corpus(config.train, config.strict),
+               "dev": read_corpus(config.dev, config.strict)}
+    if config.test:
+        corpora["test"] = read_corpus(config.test, config.strict)
+    for name, corpus in corpora.items():
+        note = " (read as BIO, converted to BMES)" if corpus.converted_from_bio else ""
+        print(f"{name}: {corpus.path}: {len(corpus.sentences)} sentences{note}", file=sys.stderr)
+        if corpus.transition_problems:
+            shown = "; ".join(f"line {line}: {reason}"
+                              for line, reason in corpus.transition_problems[:3])
+            print(f"  warning: {len(corpus.transition_problems)} invalid BMES transitions "
+                  f"(use --strict to refuse): {shown}", file=sys.stderr)
+    return corpora
+
+
+def build_vocabularies(config: TrainConfig, corpora):
+    from data.tags import tag_set
+    from data.vocab import BigramVocab, CharVocab, TagVocab
+
+    texts = [s.text for s in corpora["train"].sentences]
+    chars = CharVocab.build(texts, config.char_min_count)
+    bigrams = BigramVocab.build(texts, config.bigram_min_count) if config.bigrams else None
+    # Tags from every given file: a type seen only in dev must still be encodable.
+    tags = TagVocab(tag_set(s.tags for corpus in corpora.values() for s in corpus.sentences))
+    return chars, bigrams, tags
+
+
+def build_model(config: TrainConfig, chars, bigrams, tags):
+    import keras
+
+    from models.tagger import BiLSTMCRF
+
+    model = BiLSTMCRF(num_chars=len(chars), num_tags=len(tags),
+                      num_bigrams=len(bigrams) if bigrams else 0,
+                      bigram_dim=config.bigram_dim if bigrams else 0, **config.model_settings())
+    model(model.input_example())
+    model.compile(optimizer=keras.optimizers.Adam(config.lr, clipnorm=config.clipnorm or None))
+    return model
+
+
+class Progress:
+    """A tqdm bar over an epoch's batches (stderr, only on a terminal)."""
+
+    def __init__(self, total: int, epoch: int, epochs: int):
+        self.total, self.epoch, self.epochs = total, epoch, epochs
+
+    def callback(self):
+        import keras
+        from tqdm import tqdm
+
+        progress = self
+
+        class Bar(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                progress.bar = tqdm(total=progress.total, leave=False, unit="batch", disable=None,
+                                    desc=f"epoch {progress.epoch + 1}/{progress.epochs}")
+
+            def on_train_batch_end(self, batch, logs=None):
+                progress.bar.update(1)
+                if logs and "loss" in logs:
+                    progress.bar.set_postfix(loss=f"{float(logs['loss']):.3f}", refresh=False)
+
+            def on_epoch_end(self, epoch, logs=None):
+                progress.bar.close()
+
+        return Bar()
+
+
+def save_checkpoint(run: Path, model, state: dict) -> None:
+    """Model with optimizer state, then the loop state: the state file is the commit point."""
+    folder = run / CHECKPOINT_DIR
+    folder.mkdir(exist_ok=True)
+    model.save(folder / "last.keras.partial.keras")
+    os.replace(folder / "last.keras.partial.keras", folder / "last.keras")
+    save_json(folder / "state.json", state)
+
+
+def load_checkpoint(run: Path):
+    import keras
+
+    import models.tagger  # noqa: F401
+
+    folder = run / CHECKPOINT_DIR
+    state = json.loads((folder / "state.json").read_text())
+    model = keras.models.load_model(folder / "last.keras")
+    return model, state
+
+
+def write_history(run: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(run / HISTORY, buffer.getvalue())
+
+
+def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
+    """Train into config.out; returns metrics (also written to metrics.json)."""
+    import keras
+    import tensorflow as tf
+
+    from data.tf_input import encode_corpus, training_dataset
+    from pipeline.predict import score_corpus
+
+    run = Path(config.out)
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    corpora = load_data(config)
+    checkpoint_state = run / CHECKPOINT_DIR / "state.json"
+    if resume and checkpoint_state.exists():
+        chars, bigrams, tags = load_vocabularies(run)
+        model, state = load_checkpoint(run)
+        log(f"resuming {run} after epoch {state['epochs_done']}")
+    else:
+        if resume:
+            log(f"no checkpoint in {run}: starting from scratch")
+        run.mkdir(parents=True, exist_ok=True)
+        chars, bigrams, tags = build_vocabularies(config, corpora)
+        model = build_model(config, chars, bigrams, tags)
+        config.save(run / CONFIG)
+        save_vocabularies(run, chars, bigrams, tags)
+        state = {"epochs_done": 0, "best_f1": -1.0, "best_epoch": 0, "history": []}
+    encoded = {name: encode_corpus(corpus.sentences, chars, tags, bigrams,
+                                   config.max_len if name == "train" else None)
+               for name, corpus in corpora.items()}
+    log(f"{len(chars)} chars, {len(bigrams) if bigrams else 0} bigrams, {len(tags)} tags, "
+        f"{model.count_params():,} parameters")
+
+    for epoch in range(state["epochs_done"], config.epochs):
+        if epoch - state["best_epoch"] >= config.patience and state["best_epoch"] > 0:
+            break
+        started = time.time()
+        lr = config.learning_rate(epoch)
+        model.optimizer.learning_rate.assign(lr)
+        dataset, steps = training_dataset(encoded["train"], config.batch_size, config.seed,
+                                          epoch, config.unk_rate)
+        progress = Progress(steps, epoch, config.epochs)
+        fit = model.fit(dataset, epochs=1, verbose=0, callbacks=[progress.callback()])
+        loss = float(fit.history["loss"][-1])
+        dev_f1 = score_corpus(model, encoded["dev"], tags)["micro"]["f1"]
+        seconds = time.time() - started
+        state["history"].append({"epoch": epoch + 1, "loss": round(loss, 5),
+                                 "dev_f1": round(dev_f1, 5), "lr": lr,
+                                 "seconds": round(seconds, 1)})
+        improved = dev_f1 > state["best_f1"]
+        if improved:
+            state["best_f1"], state["best_epoch"] = dev_f1, epoch + 1
+            model.save(run / f"{MODEL}.partial.keras")
+            os.replace(run / f"{MODEL}.partial.keras", run / MODEL)
+        state["epochs_done"] = epoch + 1
+        save_checkpoint(run, model, state)
+        write_history(run, state["history"])
+        log(f"epoch {epoch + 1}/{config.epochs}  loss {loss:.4f}  dev F1 {dev_f1:.4f}"
+            f"{'  *best' if improved else ''}  lr {lr:.2e}  {seconds:.0f}s")
+
+    return finish(run, config, encoded, tags, state, log)
+
+
+def finish(run: Path, config, encoded, tags, state, log) -> dict:
+    import keras
+
+    from pipeline.predict import score_corpus
+
+    best = keras.models.load_model(run / MODEL, compile=False)
+    metrics = {"best_epoch": state["best_epoch"], "epochs_run": state["epochs_done"],
+               "train_seconds": round(sum(row["seconds"] for row in state["history"]), 1),
+               "parameters": best.count_params(),
+               "dev": score_corpus(best, encoded["dev"], tags)}
+    if "test" in encoded:
+        metrics["test"] = score_corpus(best, encoded["test"], tags)
+    save_json(run / METRICS, metrics)
+    shutil.rmtree(run / CHECKPOINT_DIR, ignore_errors=True)
+    summary = f"best epoch {state['best_epoch']}: dev F1 {metrics['dev']['micro']['f1']:.4f}"
+    if "test" in metrics:
+        summary += f", test F1 {metrics['test']['micro']['f1']:.4f}"
+    log(f"{summary}; artifacts in {run}")
+    return metrics
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        config = build_config(args)
+        if args.out:
+            config.out = args.out
+        if not args.resume and (Path(config.out) / CHECKPOINT_DIR).exists():
+            print(f"error: {config.out} holds an unfinished run: pass --resume to continue it, "
+                  "or choose another --out", file=sys.stderr)
+            return EXIT_DATA_ERROR
+        train(config, resume=args.resume, log=lambda line: print(line, flush=True))
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DATA_ERROR
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DATA_ERROR
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the best model so far is in {config.out}/{MODEL}; "
+              f"continue with --resume --out {config.out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The CRF against brute-force enumeration of every tag path."""
+import itertools
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from data.viterbi import viterbi_decode  # noqa: E402
+from models.crf import crf_log_likelihood, crf_log_norm  # noqa: E402
+
+
+def path_score(emissions, transitions, path):
+    score = sum(emissions[t, tag] for t, tag in enumerate(path))
+    return score + sum(transitions[a, b] for a, b in zip(path[:-1], path[1:]))
+
+
+def brute_force(emissions, transitions, length):
+    """log Z and the best path of one sequence, by enumerating all num_tags**length paths."""
+    num_tags = emissions.shape[1]
+    scores = {path: path_score(emissions, transitions, path)
+              for path in itertools.product(range(num_tags), repeat=length)}
+    log_norm = np.logaddexp.reduce(np.array(list(scores.values())))
+    best = max(scores, key=scores.get)
+    return log_norm, list(best), scores[best], scores
+
+
+def ragged_case(rng, num_tags, max_len, batch=4):
+    lengths = rng.integers(1, max_len + 1, size=batch)
+    lengths[0] = max_len  # the batch is padded to its longest sequence
+    emissions = rng.normal(size=(batch, max_len, num_tags)) * 2
+    transitions = rng.normal(size=(num_tags, num_tags)) * 2
+    tag_ids = rng.integers(0, num_tags, size=(batch, max_len))
+    return emissions, transitions, tag_ids, lengths
+
+
+CASES = [(num_tags, max_len, seed) for num_tags in (2, 3, 4, 5) for max_len in (1, 2, 3, 4, 5, 6)
+         for seed in (0,) if num_tags ** max_len <= 16000]
+
+
+@pytest.mark.parametrize("num_tags,max_len,seed", CASES)
+def test_log_likelihood_equals_brute_force(num_tags, max_len, seed):
+    rng = np.random.default_rng(seed * 100 + num_tags * 10 + max_len)
+    emissions, transitions, tag_ids, lengths = ragged_case(rng, num_tags, max_len)
+    log_likelihood = crf_log_likelihood(tf.constant(emissions), tf.constant(tag_ids),
+                                        tf.constant(lengths), tf.constant(transitions)).numpy()
+    for b, length in enumerate(lengths):
+        log_norm, _, _, scores = brute_force(emissions[b], transitions, length)
+        expected = scores[tuple(tag_ids[b, :length])] - log_norm
+        assert abs(log_likelihood[b] - expected) < 1e-5, (b, length)
+
+
+@pytest.mark.parametrize("num_tags,max_len,seed", CASES)
+def test_viterbi_equals_brute_force(num_tags, max_len, seed):
+    rng = np.random.default_rng(seed * 100 + num_tags * 10 + max_len + 1)
+    emissions, transitions, _, lengths = ragged_case(rng, num_tags, max_len)
+    tag_ids, best_scores = viterbi_decode(emissions, transitions, lengths)
+    for b, length in enumerate(lengths):
+        _, best_path, best_score, _ = brute_force(emissions[b], transitions, length)
+        assert tag_ids[b, :length].tolist() == best_path
+        assert (tag_ids[b, length:] == 0).all()
+        assert abs(best_scores[b] - best_score) < 1e-9
+
+
+def test_float32_log_norm_matches_float64():
+    rng = np.random.default_rng(7)
+    emissions, transitions, _, lengths = ragged_case(rng, 5, 6)
+    exact = crf_log_norm(tf.constant(emissions), tf.constant(lengths), tf.constant(transitions))
+    single = crf_log_norm(tf.constant(emissions, tf.float32), tf.constant(lengths),
+                          tf.constant(transitions, tf.float32))
+    np.testing.assert_allclose(single.numpy(), exact.numpy(), atol=1e-4)
+
+
+def test_zero_length_sequence_has_zero_log_likelihood():
+    emissions = tf.constant(np.ones((2, 3, 2)))
+    log_likelihood = crf_log_likelihood(emissions, tf.zeros((2, 3), tf.int32),
+                                        tf.constant([0, 3]), tf.constant(np.zeros((2, 2))))
+    assert log_likelihood.numpy()[0] == 0.0
+    assert abs(log_likelihood.numpy()[1] - np.log(1 / 8)) < 1e-9
+
+
+def test_loss_gradient_matches_finite_differences():
+    rng = np.random.default_rng(3)
+    emissions, transitions, tag_ids, lengths = ragged_case(rng, 3, 4)
+    emissions_var = tf.Variable(emissions)
+    transitions_var = tf.Variable(transitions)
+
+    def loss(e, t):
+        return -tf.reduce_mean(crf_log_likelihood(e, tf.constant(tag_ids), tf.constant(lengths), t))
+
+    with tf.GradientTape() as tape:
+        value = loss(emissions_var, transitions_var)
+    grad_emissions, grad_transitions = tape.gradient(value, [emissions_var, transitions_var])
+    step = 1e-6
+    for array, grad in ((emissions, grad_emissions.numpy()), (transitions, grad_transitions.numpy())):
+        numeric = np.zeros_like(array)
+        for index in np.ndindex(array.shape):
+            plus, minus = array.copy(), array.copy()
+            plus[index] += step
+            minus[index] -= step
+            args = ((plus, transitions), (minus, transitions)) if array is emissions else (
+                (emissions, plus), (emissions, minus))
+            numeric[index] = (loss(*map(tf.constant, args[0])) -
+                              loss(*map(tf.constant, args[1]))).numpy() / (2 * step)
+        np.testing.assert_allclose(grad, numeric, atol=1e-6)
+    # Padding positions get no gradient: the loss must not see them.
+    for b, length in enumerate(lengths):
+        assert np.all(grad_emissions.numpy()[b, length:] == 0)
