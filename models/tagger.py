@@ -48,6 +48,11 @@ class BiLSTMCRF(keras.Model):
         self.output_dropout = keras.layers.Dropout(dropout, name="output_dropout")
         self.emission_dense = keras.layers.Dense(num_tags, name="emissions")
         self.crf = CRF(num_tags, name="crf")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]  # reset by Keras at each epoch start
 
     def call(self, inputs, training=False):
         char_ids = inputs["char_ids"]
@@ -74,11 +79,13 @@ class BiLSTMCRF(keras.Model):
             loss = self.crf_loss(inputs, tag_ids, training=True)
         gradients = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
-        return {"loss": loss}
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
 
     def test_step(self, data):
         inputs, tag_ids = data
-        return {"loss": self.crf_loss(inputs, tag_ids, training=False)}
+        self.loss_tracker.update_state(self.crf_loss(inputs, tag_ids, training=False))
+        return {"loss": self.loss_tracker.result()}
 
     def get_config(self):
         return {**super().get_config(), **self.settings}

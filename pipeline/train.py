@@ -135,12 +135,19 @@ class Progress:
         return Bar()
 
 
+def seed_generator_states(model) -> list:
+    # Dropout's random state is a variable that `.keras` files do not store; without it a
+    # resumed run would draw other dropout masks than an uninterrupted one.
+    return [v for v in model.variables if "seed_generator_state" in v.path]
+
+
 def save_checkpoint(run: Path, model, state: dict) -> None:
     """Model with optimizer state, then the loop state: the state file is the commit point."""
     folder = run / CHECKPOINT_DIR
     folder.mkdir(exist_ok=True)
     model.save(folder / "last.keras.partial.keras")
     os.replace(folder / "last.keras.partial.keras", folder / "last.keras")
+    state["seed_states"] = [v.numpy().tolist() for v in seed_generator_states(model)]
     save_json(folder / "state.json", state)
 
 
@@ -152,6 +159,8 @@ def load_checkpoint(run: Path):
     folder = run / CHECKPOINT_DIR
     state = json.loads((folder / "state.json").read_text())
     model = keras.models.load_model(folder / "last.keras")
+    for variable, value in zip(seed_generator_states(model), state.pop("seed_states"), strict=True):
+        variable.assign(value)
     return model, state
 
 
