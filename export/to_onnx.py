@@ -1,0 +1,138 @@
+"""`python -m export.to_onnx`: export a trained run to one self-contained ONNX file.
+
+The graph: `char_ids` (+ `bigram_ids`) int32 [batch, time] -> `emissions` float32
+[batch, time, num_tags] and `transitions` [num_tags, num_tags].
+Pad id is 0; sequence lengths are computed in the graph and
+wired into every LSTM node's `sequence_lens`, so padding never changes a result.
+Vocabularies, tags, config and metrics travel in the model's metadata_props.
+
+After export the file is validated against the Keras model (as optimum's exporters do):
+max |emissions difference| on valid positions (fail above --atol) and identical Viterbi tags
+on the whole dev set. With no arguments: the newest run in runs/, to models/<run>.onnx.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pipeline  # noqa: F401  (quiets TensorFlow start-up logs)
+
+from export.graph import (add_sequence_lengths, add_transitions_output, name_dynamic_dims,
+                          set_metadata)
+from export.validate import validate_export
+
+DEFAULT_OPSET = 17
+FORMAT_VERSION = "1"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m export.to_onnx", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, help="run folder (default: newest in runs/)")
+    parser.add_argument("--out", type=Path, help="output .onnx (default models/<run>.onnx)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    parser.add_argument("--quantize", choices=["int8"],
+                        help="also write <out>.int8.onnx (ONNX Runtime dynamic quantization)")
+    parser.add_argument("--dev", type=Path, help="data to validate on (default: the run's dev)")
+    parser.add_argument("--atol", type=float, default=1e-4,
+                        help="largest emissions difference accepted (default 1e-4)")
+    parser.add_argument("--no-validate", action="store_true", help="skip validation")
+    return parser.parse_args(argv)
+
+
+def convert(model, opset: int):
+    """tf2onnx from a concrete function of the *unmasked* copy of the model."""
+    import tensorflow as tf
+    import tf2onnx
+
+    unmasked = model.unmasked_copy()
+    signature = {"char_ids": tf.TensorSpec([None, None], tf.int32, name="char_ids")}
+    if unmasked.uses_bigrams:
+        signature["bigram_ids"] = tf.TensorSpec([None, None], tf.int32, name="bigram_ids")
+
+    @tf.function(input_signature=[signature])
+    def emissions_of(inputs):
+        return {"emissions": unmasked(inputs, training=False)}
+
+    model_proto, _ = tf2onnx.convert.from_function(emissions_of, input_signature=[signature],
+                                                   opset=opset)
+    lstm_nodes = add_sequence_lengths(model_proto)
+    add_transitions_output(model_proto, model.crf.transitions.numpy())
+    name_dynamic_dims(model_proto)
+    return model_proto, lstm_nodes
+
+
+def metadata_for(run) -> dict:
+    return {
+        "ner.format_version": FORMAT_VERSION,
+        "ner.chars": json.dumps(run.chars.tokens[2:], ensure_ascii=False),
+        "ner.bigrams": json.dumps(run.bigrams.tokens[2:] if run.bigrams else None,
+                                  ensure_ascii=False),
+        "ner.tags": json.dumps(run.tags.tags, ensure_ascii=False),
+        "ner.max_len": str(run.config.max_len),
+        "ner.config": json.dumps(run.config.__dict__, ensure_ascii=False),
+        "ner.metrics": json.dumps(run.metrics, ensure_ascii=False),
+        "ner.source_run": str(run.path),
+    }
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["LSTM", "MatMul", "Gather"])
+
+
+def main(argv=None) -> int:
+    import onnx
+
+    from data.formats import DataError
+    from pipeline.run_files import load_run, newest_run
+
+    args = parse_args(argv)
+    run_path = args.run or newest_run()
+    if run_path is None:
+        print("error: no finished run in runs/: train one with python -m pipeline.train",
+              file=sys.stderr)
+        return 2
+    try:
+        run = load_run(run_path)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out = args.out or Path("models") / f"{Path(run_path).name}.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    model_proto, lstm_nodes = convert(run.model, args.opset)
+    set_metadata(model_proto, metadata_for(run))
+    partial = out.with_name(out.name + ".partial")
+    onnx.save(model_proto, partial)
+    os.replace(partial, out)
+    node_types = Counter(node.op_type for node in model_proto.graph.node)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) in {time.time() - started:.0f}s; "
+          f"{len(lstm_nodes)} LSTM nodes with sequence_lens, {node_types.get('Loop', 0)} Loop")
+    print("nodes: " + ", ".join(f"{op} {n}" for op, n in sorted(node_types.items())))
+    outputs = [out]
+    if args.quantize:
+        quantized = out.with_suffix(".int8.onnx")
+        quantize_int8(out, quantized)
+        print(f"wrote {quantized} ({quantized.stat().st_size / 1e6:.2f} MB, int8 dynamic)")
+        outputs.append(quantized)
+    if args.no_validate:
+        return 0
+    dev = args.dev or Path(run.config.dev)
+    try:
+        ok = validate_export(run, outputs, dev, args.atol, log=print)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
