@@ -240,6 +240,9 @@ def finish(run: Path, config, encoded, tags, state, log) -> dict:
     from pipeline.predict import score_corpus
 
     best = keras.models.load_model(run / MODEL, compile=False)
+    # The file saved during training carries Adam's state (3x the weights): keep weights only.
+    best.save(run / f"{MODEL}.partial.keras")
+    os.replace(run / f"{MODEL}.partial.keras", run / MODEL)
     metrics = {"best_epoch": state["best_epoch"], "epochs_run": state["epochs_done"],
                "train_seconds": round(sum(row["seconds"] for row in state["history"]), 1),
                "parameters": best.count_params(),

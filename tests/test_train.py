@@ -12,16 +12,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures"
-TINY = ["--embedding-dim", "16", "--hidden-size", "16", "--bigram-dim", "8",
-        "--batch-size", "16", "--patience", "10"]
-
-
-def train_command(out, epochs, *extra):
-    return [sys.executable, "-m", "pipeline.train", "--train", str(FIXTURES / "train.txt"),
-            "--dev", str(FIXTURES / "dev.txt"), "--test", str(FIXTURES / "dev.txt"),
-            "--out", str(out), "--epochs", str(epochs), *TINY, *extra]
+from tests.conftest import ROOT, run_module, train_command
 
 
 def run_training(out, epochs, *extra):
@@ -29,13 +20,6 @@ def run_training(out, epochs, *extra):
                             cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    result = run_training(out, 3)
-    return out, result
 
 
 def test_run_folder_has_every_artifact(trained_run):
@@ -66,7 +50,7 @@ def test_reloaded_model_predicts_identically(trained_run):
     out, _ = trained_run
     first = load_run(out)
     second = load_run(out)
-    dev = encode_corpus(read_corpus(FIXTURES / "dev.txt").sentences, first.chars, first.tags,
+    dev = encode_corpus(read_corpus(ROOT / "tests" / "fixtures" / "dev.txt").sentences, first.chars, first.tags,
                         first.bigrams)
     ids_first = predict_tag_ids(first.model, dev)
     ids_second = predict_tag_ids(second.model, dev)

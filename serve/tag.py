@@ -1,0 +1,175 @@
+"""`python -m serve.tag INPUT... [-o OUT]`: tag text files, one output record per input line.
+
+Reads files (or stdin, or `-`) as UTF-8 (BOM and CRLF accepted) in a stream, so memory stays
+bounded whatever the file size. An empty line gives an empty record; order is kept. With -o,
+output goes to a temporary file renamed to OUT at the end: an interrupted run leaves no OUT.
+
+Formats: jsonl (default; {"text", "entities": [{"type", "start", "end", "text"}]}, offsets in
+characters), bmeo (one line of space-separated tags per input line), conll (`字 TAG` lines,
+a blank line after each record).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+from serve.providers import DEVICES, DeviceError
+from serve.tagger import DEFAULT_BATCH_SIZE, Tagger, default_model_path, entities_of
+
+BLOCK_CHARS = 200_000  # characters tagged together: large enough to batch well, bounded memory
+BLOCK_LINES = 4096
+
+
+class InputError(Exception):
+    def __init__(self, name: str, line: int, message: str):
+        super().__init__(f"{name}:{line}: {message}")
+
+
+def read_records(name: str, stream, errors: str) -> Iterator[str]:
+    """Lines of a binary stream as text, without their line ends."""
+    for number, raw in enumerate(stream, 1):
+        raw = raw.rstrip(b"\n").rstrip(b"\r")
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            yield raw.decode("utf-8", errors=errors)
+        except UnicodeDecodeError as error:
+            raise InputError(name, number, f"invalid UTF-8 (byte 0x{raw[error.start]:02x} at "
+                                           f"byte {error.start + 1} of the line); the input must "
+                                           "be UTF-8, or pass --errors replace") from None
+
+
+def blocks(records: Iterator[str]) -> Iterator[list[str]]:
+    block, size = [], 0
+    for text in records:
+        block.append(text)
+        size += len(text)
+        if size >= BLOCK_CHARS or len(block) >= BLOCK_LINES:
+            yield block
+            block, size = [], 0
+    if block:
+        yield block
+
+
+def format_block(texts: list[str], tag_lists: list[list[str]], output_format: str) -> str:
+    out = io.StringIO()
+    for text, tags in zip(texts, tag_lists):
+        if output_format == "jsonl":
+            record = {"text": text, "entities": [e.to_dict() for e in entities_of(text, tags)]}
+            out.write(json.dumps(record, ensure_ascii=False))
+            out.write("\n")
+        elif output_format == "bmeo":
+            out.write(" ".join(tags))
+            out.write("\n")
+        else:  # conll
+            for char, tag in zip(text, tags):
+                out.write(f"{char} {tag}\n")
+            out.write("\n")
+    return out.getvalue()
+
+
+def open_inputs(paths: list[str]):
+    for path in paths or ["-"]:
+        if path == "-":
+            yield "<stdin>", sys.stdin.buffer
+        else:
+            with open(path, "rb") as stream:
+                yield path, stream
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m serve.tag", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="text files; none or - is stdin")
+    parser.add_argument("-o", "--out", type=Path, help="output file (default stdout)")
+    parser.add_argument("--format", choices=["jsonl", "bmeo", "conll"], default="jsonl")
+    parser.add_argument("--model", type=Path,
+                        help="exported .onnx (default $NER_MODEL or the newest models/*.onnx)")
+    parser.add_argument("--device", choices=DEVICES, default="cpu")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default 1)")
+    parser.add_argument("--errors", choices=["strict", "replace"], default="strict",
+                        help="invalid UTF-8: stop with an error (default) or use U+FFFD")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    return parser.parse_args(argv)
+
+
+def run(args, tagger: Tagger, sink) -> tuple[int, int]:
+    from tqdm import tqdm
+
+    lines = chars = 0
+    bar = tqdm(unit="char", unit_scale=True, disable=True if args.quiet else None,
+               file=sys.stderr, desc="tagging")
+    try:
+        for name, stream in open_inputs(args.inputs):
+            for block in blocks(read_records(name, stream, args.errors)):
+                tag_lists = tagger.tag_bmeo(block, args.batch_size)
+                sink.write(format_block(block, tag_lists, args.format))
+                block_chars = sum(len(text) for text in block)
+                lines += len(block)
+                chars += block_chars
+                bar.update(block_chars)
+    finally:
+        bar.close()
+    return lines, chars
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    model = args.model or default_model_path()
+    if model is None:
+        print("error: no model: pass --model PATH.onnx (export one with python -m export.to_onnx)",
+              file=sys.stderr)
+        return 2
+    for path in args.inputs:
+        if path != "-" and not Path(path).is_file():
+            print(f"error: {path}: no such file", file=sys.stderr)
+            return 2
+    try:
+        tagger = Tagger.load(model, args.device, args.threads)
+    except (DeviceError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if tagger.notice and not args.quiet:
+        print(tagger.notice, file=sys.stderr)
+    started = time.perf_counter()
+    partial = None
+    try:
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            handle, partial = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.",
+                                               suffix=".partial")
+            with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as sink:
+                lines, chars = run(args, tagger, sink)
+            os.replace(partial, args.out)
+            partial = None
+        else:
+            sys.stdout.reconfigure(encoding="utf-8", newline="\n")
+            lines, chars = run(args, tagger, sys.stdout)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no output written" if args.out else "interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    finally:
+        if partial and os.path.exists(partial):
+            os.unlink(partial)
+    seconds = time.perf_counter() - started
+    if not args.quiet:
+        print(f"tagged {lines} lines, {chars} characters in {seconds:.2f}s "
+              f"({chars / max(seconds, 1e-9):,.0f} chars/s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The deployed tagger: ONNX Runtime emissions, numpy Viterbi, entity spans.
+
+Needs onnxruntime and numpy only (plus `data`'s numpy-only formats); never TensorFlow.
+Everything it needs (vocabularies, tags, max length) is read from the .onnx file's metadata.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data.tags import entity_spans
+from data.viterbi import viterbi_decode
+from data.vocab import PAD_ID, BigramVocab, CharVocab
+from serve.providers import choose_providers
+
+DEFAULT_BATCH_SIZE = 64
+# Where a long text is best cut: after sentence-final punctuation, else after a clause break.
+_SENTENCE_END = re.compile(r"[。！？；!?;…\n]")
+_CLAUSE_END = re.compile(r"[，、,：:\s]")
+
+
+@dataclass(frozen=True)
+class Entity:
+    type: str
+    start: int  # character offset into the input text, inclusive
+    end: int  # exclusive
+    text: str
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "start": self.start, "end": self.end, "text": self.text}
+
+
+def split_points(text: str, max_len: int) -> list[int]:
+    """Start offsets of pieces of at most max_len characters covering the whole text.
+
+    Cuts after sentence-final punctuation in the window's second half when there is one, else
+    after a clause break there, else exactly at max_len: every character lands in one piece.
+    """
+    starts = [0]
+    while len(text) - starts[-1] > max_len:
+        start = starts[-1]
+        window = text[start + max_len // 2:start + max_len]
+        cut = start + max_len
+        for pattern in (_SENTENCE_END, _CLAUSE_END):
+            matches = list(pattern.finditer(window))
+            if matches:
+                cut = start + max_len // 2 + matches[-1].end()
+                break
+        starts.append(cut)
+    return starts
+
+
+class Tagger:
+    def __init__(self, session, metadata: dict[str, str], notice: str | None = None):
+        self.session = session
+        self.notice = notice
+        self.tags = json.loads(metadata["ner.tags"])
+        self.chars = CharVocab(json.loads(metadata["ner.chars"]))
+        bigrams = json.loads(metadata.get("ner.bigrams", "null"))
+        self.bigrams = BigramVocab(bigrams) if bigrams else None
+        self.max_len = int(metadata.get("ner.max_len", 200))
+        self.metadata = metadata
+        self.input_names = [value.name for value in session.get_inputs()]
+        inputs = {name: np.ones((1, 1), np.int32) for name in self.input_names}
+        self.transitions = session.run(["transitions"], inputs)[0].astype(np.float32)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu", threads: int | None = None) -> "Tagger":
+        """device: "cpu", "cuda" (error if unavailable) or "auto" (CUDA if present, else CPU).
+
+        threads: ONNX Runtime intra-op threads (default 1: on small CPUs one thread per
+        process measured faster than several; run processes for parallelism).
+        """
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such model file")
+        providers, notice = choose_providers(device, ort.get_available_providers())
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=providers)
+        metadata = session.get_modelmeta().custom_metadata_map
+        if "ner.tags" not in metadata:
+            raise ValueError(f"{path}: no tagger metadata: export it with python -m export.to_onnx")
+        return cls(session, metadata, notice)
+
+    # -- the hot path ---------------------------------------------------------------------
+    def tag_ids(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[np.ndarray]:
+        """One tag id per character of each text, texts of any length, in input order."""
+        pieces, owners, offsets = [], [], []
+        for index, text in enumerate(texts):
+            starts = split_points(text, self.max_len) if len(text) > self.max_len else [0]
+            ends = starts[1:] + [len(text)]
+            for start, end in zip(starts, ends):
+                if end > start:
+                    pieces.append(text[start:end])
+                    owners.append(index)
+                    offsets.append(start)
+        results = [np.zeros(len(text), dtype=np.int32) for text in texts]
+        piece_tags = self._tag_pieces(pieces, batch_size)
+        for piece_ids, owner, offset in zip(piece_tags, owners, offsets):
+            results[owner][offset:offset + len(piece_ids)] = piece_ids
+        return results
+
+    def _tag_pieces(self, pieces: list[str], batch_size: int) -> list[np.ndarray]:
+        lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
+        order = np.argsort(lengths, kind="stable")  # similar lengths share a batch
+        tagged: list[np.ndarray] = [None] * len(pieces)
+        for begin in range(0, len(order), batch_size):
+            batch = order[begin:begin + batch_size]
+            batch_lengths = lengths[batch]
+            inputs = self._encode_batch([pieces[i] for i in batch], batch_lengths)
+            emissions = self.session.run(["emissions"], inputs)[0]
+            tag_ids, _ = viterbi_decode(emissions, self.transitions, batch_lengths)
+            for row, index in enumerate(batch):
+                tagged[index] = tag_ids[row, :batch_lengths[row]]
+        return tagged
+
+    def _encode_batch(self, texts: list[str], lengths: np.ndarray) -> dict[str, np.ndarray]:
+        width = int(lengths.max())
+        char_ids = np.full((len(texts), width), PAD_ID, dtype=np.int32)
+        bigram_ids = np.full((len(texts), width), PAD_ID, dtype=np.int32) if self.bigrams else None
+        for row, text in enumerate(texts):
+            char_ids[row, :len(text)] = self.chars.encode(text)
+            if bigram_ids is not None:
+                bigram_ids[row, :len(text)] = self.bigrams.encode(text)
+        inputs = {"char_ids": char_ids}
+        if bigram_ids is not None:
+            inputs["bigram_ids"] = bigram_ids
+        return inputs
+
+    # -- public results -------------------------------------------------------------------
+    def tag_bmeo(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[str]]:
+        return [[self.tags[i] for i in ids] for ids in self.tag_ids(texts, batch_size)]
+
+    def tag(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[Entity]]:
+        return [entities_of(text, tags) for text, tags in zip(texts, self.tag_bmeo(texts, batch_size))]
+
+
+def entities_of(text: str, tags: list[str]) -> list[Entity]:
+    return [Entity(kind, start, end, text[start:end]) for kind, start, end in entity_spans(tags)]
+
+
+def default_model_path() -> Path | None:
+    """$NER_MODEL, else the newest models/*.onnx that is not a quantized variant."""
+    if os.environ.get("NER_MODEL"):
+        return Path(os.environ["NER_MODEL"])
+    candidates = [p for p in Path("models").glob("*.onnx") if ".int8." not in p.name]
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None

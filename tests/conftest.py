@@ -1,0 +1,41 @@
+"""Shared fixtures: one tiny model trained through the CLI and exported once per session."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+TINY = ["--embedding-dim", "16", "--hidden-size", "16", "--bigram-dim", "8",
+        "--batch-size", "16", "--patience", "10"]
+
+
+def train_command(out, epochs, *extra):
+    return [sys.executable, "-m", "pipeline.train", "--train", str(FIXTURES / "train.txt"),
+            "--dev", str(FIXTURES / "dev.txt"), "--test", str(FIXTURES / "dev.txt"),
+            "--out", str(out), "--epochs", str(epochs), *TINY, *extra]
+
+
+def run_module(*args, timeout=300, **kwargs):
+    return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    result = subprocess.run(train_command(out, 3), capture_output=True, text=True, cwd=ROOT,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run, tmp_path_factory):
+    """(fp32 path, int8 path, export stdout) of the tiny run."""
+    run, _ = trained_run
+    out = tmp_path_factory.mktemp("models") / "tiny.onnx"
+    result = run_module("export.to_onnx", "--run", run, "--out", out, "--quantize", "int8")
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    return out, out.with_suffix(".int8.onnx"), result.stdout

@@ -1,0 +1,105 @@
+"""The exported graph: native LSTM nodes, dynamic dims, metadata, parity with Keras."""
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+tf = pytest.importorskip("tensorflow")
+
+from data.formats import read_corpus  # noqa: E402
+from data.tf_input import batch_arrays, encode_corpus  # noqa: E402
+from data.viterbi import viterbi_decode  # noqa: E402
+from tests.conftest import FIXTURES, run_module  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def dims_of(value):
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def test_graph_has_native_lstm_and_no_loop(exported):
+    fp32, _, _ = exported
+    model = onnx.load(fp32)
+    node_types = Counter(node.op_type for node in model.graph.node)
+    assert node_types["LSTM"] == 1 and node_types["Loop"] == 0 and node_types["Scan"] == 0
+    for node in model.graph.node:
+        if node.op_type == "LSTM":
+            assert node.input[4] == "sequence_lengths"
+    inputs = {value.name: dims_of(value) for value in model.graph.input}
+    assert inputs == {"char_ids": ["batch", "time"], "bigram_ids": ["batch", "time"]}
+    outputs = {value.name: dims_of(value) for value in model.graph.output}
+    num_tags = len(json.loads(next(p.value for p in model.metadata_props if p.key == "ner.tags")))
+    assert outputs == {"emissions": ["batch", "time", num_tags],
+                       "transitions": [num_tags, num_tags]}
+
+
+def test_metadata_is_enough_to_serve(exported, trained_run):
+    fp32, _, _ = exported
+    run, _ = trained_run
+    metadata = {p.key: p.value for p in onnx.load(fp32).metadata_props}
+    assert json.loads(metadata["ner.tags"]) == json.loads((run / "tags.json").read_text())
+    vocab = json.loads((run / "vocab.json").read_text())
+    assert json.loads(metadata["ner.chars"]) == vocab["chars"]
+    assert json.loads(metadata["ner.bigrams"]) == vocab["bigrams"]
+    assert json.loads(metadata["ner.config"])["hidden_size"] == 16
+    assert "dev" in json.loads(metadata["ner.metrics"])
+
+
+def test_export_validation_report(exported):
+    _, int8, stdout = exported
+    assert "0 Loop" in stdout and "validation passed" in stdout
+    assert "identical tags on 80/80 dev sentences" in stdout
+    assert int8.exists()
+    assert "DynamicQuantizeLSTM" in {n.op_type for n in onnx.load(int8).graph.node}
+
+
+@pytest.fixture(scope="module")
+def keras_and_onnx(exported, trained_run):
+    import onnxruntime as ort
+
+    from models.tagger import emissions_function
+    from pipeline.run_files import load_run
+
+    run = load_run(trained_run[0])
+    session = ort.InferenceSession(str(exported[0]), providers=["CPUExecutionProvider"])
+    dev = encode_corpus(read_corpus(FIXTURES / "dev.txt").sentences, run.chars, run.tags,
+                        run.bigrams)
+    return run, emissions_function(run.model), session, dev
+
+
+def test_onnx_emissions_match_keras_on_a_ragged_batch(keras_and_onnx):
+    run, keras_fn, session, dev = keras_and_onnx
+    lengths = np.array([len(ids) for ids in dev.char_ids])
+    indices = np.argsort(lengths)[np.linspace(0, len(lengths) - 1, 10).astype(int)]
+    inputs, _ = batch_arrays(dev, indices)
+    assert len(set(lengths[indices])) > 5  # genuinely ragged
+    keras_out = keras_fn(inputs).numpy()
+    onnx_out = session.run(["emissions"], inputs)[0]
+    valid = inputs["char_ids"] != 0
+    assert np.abs(keras_out - onnx_out)[valid].max() < 1e-4
+
+
+def test_sentence_tags_do_not_depend_on_batch_company(keras_and_onnx):
+    run, _, session, dev = keras_and_onnx
+    transitions = run.model.crf.transitions.numpy()
+    lengths = np.array([len(ids) for ids in dev.char_ids])
+    short, longest = int(np.argmin(lengths)), int(np.argmax(lengths))
+    assert lengths[longest] > 3 * lengths[short]
+    alone, _ = batch_arrays(dev, [short])
+    crowded, _ = batch_arrays(dev, [longest, short, longest])
+    emissions_alone = session.run(["emissions"], alone)[0][0]
+    emissions_crowded = session.run(["emissions"], crowded)[0][1, :lengths[short]]
+    np.testing.assert_allclose(emissions_alone, emissions_crowded, atol=1e-5)
+    tags_alone, _ = viterbi_decode(emissions_alone[None], transitions, lengths[[short]])
+    tags_crowded, _ = viterbi_decode(session.run(["emissions"], crowded)[0], transitions,
+                                     lengths[[longest, short, longest]])
+    assert tags_alone[0].tolist() == tags_crowded[1, :lengths[short]].tolist()
+
+
+def test_export_without_runs_is_a_clear_error(tmp_path):
+    result = run_module("export.to_onnx", "--run", tmp_path / "missing", "--out", tmp_path / "x.onnx")
+    assert result.returncode == 2
+    assert "not a finished run folder" in result.stderr and "Traceback" not in result.stderr
