@@ -1,0 +1,364 @@
+"""`python -m pipeline.bench --run runs/NAME`: every inference path measured in one run.
+
+On the same trained model and text (default: the MSRA test sentences), each path runs in a
+fresh worker process of its own (so peak RSS is its own), one after another:
+  keras_predict   Keras `model.predict` + numpy Viterbi (where users start)
+  tf_function     a compiled tf.function + numpy Viterbi
+  ort_fp32        ONNX Runtime through `serve` (the deployed path)
+  ort_int8        the same on the int8 dynamically quantized file
+  ort_cuda        CUDAExecutionProvider, when onnxruntime has it (else skipped with a note)
+For each: end-to-end chars/s (text in, entity spans out), model-only chars/s, batch-1
+latency p50/p99 for a 50-character sentence, peak RSS, entity F1. Also: the LSTM's achieved
+GFLOP/s against a measured fp32 matmul peak, and ORT thread/process layouts.
+Writes bench.json, bench.md and bench.png into --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BATCH_SIZE = 64
+LATENCY_RUNS = 300
+LATENCY_TEXT = ("新华社北京十月一日电，中国科学院上海分院今天在上海举行成立大会，院长周光召出席。"
+                * 2)[:50]
+
+
+# -- helpers shared by every path -----------------------------------------------------------
+def load_texts(data: Path):
+    from data.formats import read_corpus
+
+    sentences = read_corpus(data).sentences
+    return [s.text for s in sentences], [s.tags for s in sentences]
+
+
+def f1_of(gold, predicted) -> float:
+    from data.metrics import entity_scores
+    return entity_scores(gold, predicted)["micro"]["f1"]
+
+
+def percentile_ms(samples, q) -> float:
+    return float(np.percentile(np.array(samples) * 1000, q))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(function, repeats: int = 1):
+    """(best seconds over repeats, last result): best-of damps noise from other processes."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = function()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+def sorted_batches(lengths, batch_size=BATCH_SIZE):
+    order = np.argsort(lengths, kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+# -- the Keras paths -------------------------------------------------------------------------
+def keras_path(spec: dict) -> dict:
+    import pipeline  # noqa: F401
+    from data.tags import entity_spans
+    from data.viterbi import viterbi_decode
+    from models.tagger import emissions_function
+    from pipeline.run_files import load_run
+
+    run = load_run(spec["run"])
+    texts, gold = load_texts(Path(spec["data"]))
+    use_predict = spec["path"] == "keras_predict"
+    compiled = emissions_function(run.model)
+    transitions = run.model.crf.transitions.numpy()
+
+    def encode(batch_texts):
+        width = max(len(t) for t in batch_texts)
+        inputs = {"char_ids": np.zeros((len(batch_texts), width), np.int32)}
+        if run.bigrams:
+            inputs["bigram_ids"] = np.zeros((len(batch_texts), width), np.int32)
+        for row, text in enumerate(batch_texts):
+            inputs["char_ids"][row, :len(text)] = run.chars.encode(text)
+            if run.bigrams:
+                inputs["bigram_ids"][row, :len(text)] = run.bigrams.encode(text)
+        return inputs
+
+    def emissions_of(inputs):
+        if use_predict:
+            return run.model.predict(inputs, verbose=0, batch_size=len(inputs["char_ids"]))
+        return compiled(inputs).numpy()
+
+    def tag_all(texts_in):
+        lengths = np.array([len(t) for t in texts_in])
+        results = [None] * len(texts_in)
+        for batch in sorted_batches(lengths):
+            inputs = encode([texts_in[i] for i in batch])
+            tag_ids, _ = viterbi_decode(emissions_of(inputs), transitions, lengths[batch])
+            for row, index in enumerate(batch):
+                tags = run.tags.decode(tag_ids[row, :lengths[index]])
+                results[index] = (tags, entity_spans(tags))
+        return results
+
+    tag_all(texts[:256])  # warm-up: tracing, first allocations
+    lengths = np.array([len(t) for t in texts])
+    encoded = [encode([texts[i] for i in batch]) for batch in sorted_batches(lengths)]
+    model_seconds, _ = timed(lambda: [emissions_of(inputs) for inputs in encoded],
+                             spec["repeats"])
+    e2e_seconds, results = timed(lambda: tag_all(texts), spec["repeats"])
+    latencies = []
+    single = encode([LATENCY_TEXT])
+    for _ in range(spec["latency_runs"]):
+        started = time.perf_counter()
+        tag_ids, _ = viterbi_decode(emissions_of(single), transitions, np.array([50]))
+        entity_spans(run.tags.decode(tag_ids[0]))
+        latencies.append(time.perf_counter() - started)
+    return finish_measure(texts, gold, [r[0] for r in results], e2e_seconds, model_seconds,
+                          latencies)
+
+
+def finish_measure(texts, gold, predicted, e2e_seconds, model_seconds, latencies) -> dict:
+    chars = sum(len(t) for t in texts)
+    return {"chars": chars, "e2e_chars_per_s": chars / e2e_seconds,
+            "model_chars_per_s": chars / model_seconds,
+            "latency_p50_ms": percentile_ms(latencies, 50),
+            "latency_p99_ms": percentile_ms(latencies, 99),
+            "peak_rss_mb": peak_rss_mb(), "f1": f1_of(gold, predicted)}
+
+
+# -- the ONNX Runtime paths (through serve) -------------------------------------------------
+def ort_path(spec: dict) -> dict:
+    from serve.tagger import Tagger, entities_of
+
+    tagger = Tagger.load(spec["model"], spec.get("device", "cpu"), spec.get("threads", 1))
+    texts, gold = load_texts(Path(spec["data"]))
+
+    def tag_all(texts_in):
+        tag_lists = tagger.tag_bmeo(texts_in, BATCH_SIZE)
+        return [(tags, entities_of(text, tags)) for text, tags in zip(texts_in, tag_lists)]
+
+    tag_all(texts[:256])
+    lengths = np.array([len(t) for t in texts])
+    encoded = [tagger._encode_batch([texts[i] for i in batch], lengths[batch])
+               for batch in sorted_batches(lengths)]
+    model_seconds, _ = timed(lambda: [tagger.session.run(["emissions"], inputs)
+                                      for inputs in encoded], spec["repeats"])
+    e2e_seconds, results = timed(lambda: tag_all(texts), spec["repeats"])
+    latencies = []
+    for _ in range(spec["latency_runs"]):
+        started = time.perf_counter()
+        tag_all([LATENCY_TEXT])
+        latencies.append(time.perf_counter() - started)
+    return finish_measure(texts, gold, [r[0] for r in results], e2e_seconds, model_seconds,
+                          latencies)
+
+
+def ort_file_path(spec: dict) -> dict:
+    """serve.tag's own CLI work, text file in and JSONL out, with its default layout."""
+    from serve import tag
+
+    out = Path(spec["out"]) / "bench_output.jsonl"
+    argv = [spec["text_file"], "--model", spec["model"], "-o", str(out), "--quiet"]
+    argv += ["--workers", str(spec["workers"])] if spec.get("workers") else []
+    tag.main(argv)  # warm-up (also page cache)
+    seconds, _ = timed(lambda: tag.main(argv), spec["repeats"])
+    chars = sum(len(line) for line in Path(spec["text_file"]).read_text(encoding="utf-8")
+                .split("\n"))
+    return {"chars": chars, "e2e_chars_per_s": chars / seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def worker(spec: dict, queue) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        function = {"keras": keras_path, "ort": ort_path, "file": ort_file_path}[spec["kind"]]
+        queue.put(function(spec))
+    except Exception as error:  # reported in the table, the other paths still run
+        queue.put({"error": f"{type(error).__name__}: {error}"})
+
+
+def measure_in_process(spec: dict) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=worker, args=(spec, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def measure_two_processes(spec: dict) -> dict:
+    """Two single-threaded processes, each tagging half of the text, started together."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    texts, _ = load_texts(Path(spec["data"]))
+    halves = []
+    for part in range(2):
+        half = Path(spec["out"]) / f"half{part}.txt"
+        half.write_text("\n".join(texts[part::2]) + "\n", encoding="utf-8")
+        halves.append(half)
+    processes = [context.Process(target=worker, args=(
+        {**spec, "kind": "file", "text_file": str(half), "repeats": spec["repeats"],
+         "out": str(Path(spec["out"]) / f"p{part}")}, queue)) for part, half in enumerate(halves)]
+    for part in range(2):
+        (Path(spec["out"]) / f"p{part}").mkdir(exist_ok=True)
+    for process in processes:
+        process.start()
+    results = [queue.get() for _ in processes]
+    for process in processes:
+        process.join()
+    if any("error" in r for r in results):
+        return {"error": "; ".join(r["error"] for r in results if "error" in r)}
+    chars = sum(r["chars"] for r in results)
+    # Both ran at once; the slower one bounds the pair.
+    seconds = max(r["chars"] / r["e2e_chars_per_s"] for r in results)
+    return {"chars": chars, "e2e_chars_per_s": chars / seconds}
+
+
+# -- hardware bound --------------------------------------------------------------------------
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((size, size), dtype=np.float32)
+    a @ b
+    seconds, _ = timed(lambda: a @ b, repeats)
+    return 2 * size ** 3 / seconds / 1e9
+
+
+def lstm_flops_per_char(config: dict) -> float:
+    """Multiply-adds of the recurrent layers and the emission layer, x2 for FLOPs."""
+    hidden = config["hidden_size"]
+    width = config["embedding_dim"] + (config["bigram_dim"] if config.get("bigrams") else 0)
+    flops = 0
+    for _ in range(config["layers"]):
+        flops += 2 * 2 * 4 * hidden * (width + hidden)  # 2 directions, 4 gates
+        width = 2 * hidden
+    return flops
+
+
+# -- report ----------------------------------------------------------------------------------
+def write_report(out: Path, report: dict) -> None:
+    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    rows = ["| path | end-to-end chars/s | model-only chars/s | p50 ms (50 chars) | p99 ms | "
+            "peak RSS MB | test F1 | vs keras_predict |", "|---|---|---|---|---|---|---|---|"]
+    base = report["paths"].get("keras_predict", {}).get("e2e_chars_per_s")
+    for name, result in report["paths"].items():
+        if "error" in result or "skipped" in result:
+            rows.append(f"| {name} | {result.get('error') or result.get('skipped')} |||||||")
+            continue
+        ratio = f"{result['e2e_chars_per_s'] / base:.1f}x" if base else ""
+        rows.append(f"| {name} | {result['e2e_chars_per_s']:,.0f} | "
+                    f"{result.get('model_chars_per_s', 0):,.0f} | "
+                    f"{result.get('latency_p50_ms', float('nan')):.2f} | "
+                    f"{result.get('latency_p99_ms', float('nan')):.2f} | "
+                    f"{result.get('peak_rss_mb', float('nan')):.0f} | "
+                    f"{result.get('f1', float('nan')):.4f} | {ratio} |")
+    hw = report["hardware"]
+    rows += ["", f"Machine: {hw['machine']}, {hw['cpus']} CPUs. fp32 matmul peak "
+                 f"{hw['matmul_peak_gflops']:.1f} GFLOP/s; the LSTM at model-only ORT fp32 speed "
+                 f"achieves {hw['lstm_gflops']:.1f} GFLOP/s ({hw['lstm_share_of_peak']:.0%} of peak)."]
+    (out / "bench.md").write_text("\n".join(rows) + "\n")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        names = [n for n, r in report["paths"].items() if "e2e_chars_per_s" in r]
+        values = [report["paths"][n]["e2e_chars_per_s"] for n in names]
+        figure, axis = plt.subplots(figsize=(8, 0.5 * len(names) + 1.5))
+        axis.barh(names, values, color="#4a7ab5")
+        axis.set_xlabel("characters per second, end to end (higher is better)")
+        axis.set_title(f"NER tagging throughput, {hw['machine']}")
+        for y, value in enumerate(values):
+            axis.text(value, y, f" {value:,.0f}", va="center", fontsize=8)
+        figure.tight_layout()
+        figure.savefig(out / "bench.png", dpi=100)
+    except ImportError:
+        pass
+
+
+def machine_name() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model or platform.processor()} ({platform.machine()})"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, default=Path("runs/default"))
+    parser.add_argument("--model", type=Path, help="fp32 .onnx (default models/<run>.onnx)")
+    parser.add_argument("--data", type=Path, default=Path("data/msra/test.txt"),
+                        help="tagged file: its text is tagged, its tags give F1")
+    parser.add_argument("--out", type=Path, help="report folder (default bench/<run>)")
+    parser.add_argument("--repeats", type=int, default=3, help="best of N timed passes")
+    parser.add_argument("--paths", help="comma-separated subset of the paths to run")
+    args = parser.parse_args(argv)
+    model = args.model or Path("models") / f"{args.run.name}.onnx"
+    out = args.out or Path("bench") / args.run.name
+    out.mkdir(parents=True, exist_ok=True)
+    for needed in (args.run / "model.keras", model, args.data):
+        if not needed.exists():
+            print(f"error: {needed}: not found (train, export, or fetch data first)",
+                  file=sys.stderr)
+            return 2
+    int8 = model.with_suffix(".int8.onnx")
+    texts, _ = load_texts(args.data)
+    text_file = out / "input.txt"
+    text_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    common = {"run": str(args.run), "data": str(args.data), "repeats": args.repeats,
+              "latency_runs": LATENCY_RUNS, "out": str(out), "model": str(model)}
+    import onnxruntime
+    plan = {
+        "keras_predict": {"kind": "keras", "path": "keras_predict"},
+        "tf_function": {"kind": "keras", "path": "tf_function"},
+        "ort_fp32": {"kind": "ort", "threads": 1},
+        "ort_fp32_2threads": {"kind": "ort", "threads": 2},
+        "ort_int8": {"kind": "ort", "threads": 1, "model": str(int8)},
+        "ort_cuda": {"kind": "ort", "device": "cuda"},
+        "serve_tag_file": {"kind": "file", "text_file": str(text_file)},
+        "serve_tag_2_processes": {"kind": "pair"},
+    }
+    chosen = args.paths.split(",") if args.paths else list(plan)
+    report = {"data": str(args.data), "run": str(args.run), "model": str(model), "paths": {}}
+    for name in chosen:
+        spec = {**common, **plan[name]}
+        if name == "ort_int8" and not int8.exists():
+            result = {"skipped": f"no {int8} (export with --quantize int8)"}
+        elif name == "ort_cuda" and "CUDAExecutionProvider" not in \
+                onnxruntime.get_available_providers():
+            result = {"skipped": "no CUDAExecutionProvider in this onnxruntime"}
+        elif spec["kind"] == "pair":
+            result = measure_two_processes(spec)
+        else:
+            result = measure_in_process(spec)
+        report["paths"][name] = result
+        shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
+        print(f"{name}: {shown}", flush=True)
+    config = json.loads((args.run / "config.json").read_text())
+    peak = matmul_peak_gflops()
+    ort_model = report["paths"].get("ort_fp32", {}).get("model_chars_per_s", 0)
+    lstm_gflops = lstm_flops_per_char(config) * ort_model / 1e9
+    report["hardware"] = {"machine": machine_name(), "cpus": os.cpu_count(),
+                          "matmul_peak_gflops": peak, "lstm_gflops": lstm_gflops,
+                          "lstm_share_of_peak": lstm_gflops / peak,
+                          "lstm_flops_per_char": lstm_flops_per_char(config)}
+    write_report(out, report)
+    print((out / "bench.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
