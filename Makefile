@@ -17,7 +17,7 @@ setup: $(VENV)/.installed
 # Fetch MSRA, train the default model, export it to ONNX (validated), tag a sample file.
 run: setup
 	$(PY) -m data.msra
-	$(PY) -m pipeline.train --out runs/$(RUN) $(if $(wildcard runs/$(RUN)/checkpoint),--resume,)
+	$(if $(wildcard runs/$(RUN)/metrics.json),@echo "runs/$(RUN) is already trained (delete it to retrain)",$(PY) -m pipeline.train --out runs/$(RUN) $(if $(wildcard runs/$(RUN)/checkpoint),--resume,))
 	$(PY) -m export.to_onnx --run runs/$(RUN) --out models/$(RUN).onnx --quantize int8
 	$(PY) -m serve.tag samples/news.txt --model models/$(RUN).onnx -o runs/$(RUN)/news.jsonl
 	@echo "tagged samples/news.txt -> runs/$(RUN)/news.jsonl"
@@ -29,7 +29,7 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 bench: setup
-	$(PY) -m serve.bench --run runs/$(RUN) --model models/$(RUN).onnx
+	$(PY) -m pipeline.bench --run runs/$(RUN) --model models/$(RUN).onnx
 
 clean:
 	rm -rf $(VENV) .pytest_cache
