@@ -1,7 +1,8 @@
 """`python -m export.to_onnx`: export a trained run to one self-contained ONNX file.
 
 The graph: `char_ids` (+ `bigram_ids`) int32 [batch, time] -> `emissions` float32
-[batch, time, num_tags] and `transitions` [num_tags, num_tags].
+[batch, time, num_tags] and `transitions` [num_tags, num_tags]; with --decode-in-graph also
+`tag_ids` int32 [batch, time] (Viterbi in the graph, 0 past each length).
 Pad id is 0; sequence lengths are computed in the graph and
 wired into every LSTM node's `sequence_lens`, so padding never changes a result.
 Vocabularies, tags, config and metrics travel in the model's metadata_props.
@@ -25,6 +26,7 @@ import pipeline  # noqa: F401  (quiets TensorFlow start-up logs)
 from export.graph import (add_sequence_lengths, add_transitions_output, name_dynamic_dims,
                           set_metadata)
 from export.validate import validate_export
+from export.viterbi_graph import add_viterbi_decode
 
 DEFAULT_OPSET = 17
 FORMAT_VERSION = "1"
@@ -38,6 +40,9 @@ def parse_args(argv):
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--quantize", choices=["int8"],
                         help="also write <out>.int8.onnx (ONNX Runtime dynamic quantization)")
+    parser.add_argument("--decode-in-graph", action="store_true",
+                        help="add a `tag_ids` output: Viterbi inside the graph, for runtimes "
+                        "without Python")
     parser.add_argument("--dev", type=Path, help="data to validate on (default: the run's dev)")
     parser.add_argument("--atol", type=float, default=1e-4,
                         help="largest emissions difference accepted (default 1e-4)")
@@ -45,7 +50,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def convert(model, opset: int):
+def convert(model, opset: int, decode_in_graph: bool = False):
     """tf2onnx from a concrete function of the *unmasked* copy of the model."""
     import tensorflow as tf
     import tf2onnx
@@ -63,6 +68,8 @@ def convert(model, opset: int):
                                                    opset=opset)
     lstm_nodes = add_sequence_lengths(model_proto)
     add_transitions_output(model_proto, model.crf.transitions.numpy())
+    if decode_in_graph:
+        add_viterbi_decode(model_proto, model.crf.num_tags)
     name_dynamic_dims(model_proto)
     return model_proto, lstm_nodes
 
@@ -108,7 +115,7 @@ def main(argv=None) -> int:
     out = args.out or Path("models") / f"{Path(run_path).name}.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    model_proto, lstm_nodes = convert(run.model, args.opset)
+    model_proto, lstm_nodes = convert(run.model, args.opset, args.decode_in_graph)
     set_metadata(model_proto, metadata_for(run))
     partial = out.with_name(out.name + ".partial")
     onnx.save(model_proto, partial)

@@ -66,6 +66,15 @@ def decode_all(session, corpus: EncodedCorpus, batch_size: int = 128) -> list[np
     return predicted
 
 
+def in_graph_tags(session, corpus: EncodedCorpus, batch_size: int = 128) -> list[np.ndarray]:
+    predicted = [None] * len(corpus)
+    for indices, inputs in inference_batches(corpus, batch_size):
+        tag_ids = session.run(["tag_ids"], inputs)[0]
+        for row, index in enumerate(indices):
+            predicted[index] = tag_ids[row, :len(corpus.char_ids[index])]
+    return predicted
+
+
 def _input_names(session) -> list[str]:
     return [value.name for value in session.get_inputs()]
 
@@ -97,6 +106,11 @@ def validate_export(run, paths: list[Path], dev_path: Path, atol: float, log=pri
             log(f"  int8 dev F1 - fp32 dev F1 = {f1 - (fp32_f1 if fp32_f1 is not None else keras_f1):+.4f}")
             continue
         fp32_f1 = f1
+        if "tag_ids" in [value.name for value in session.get_outputs()]:
+            in_graph = in_graph_tags(session, dev)
+            agree = sum(np.array_equal(a, b) for a, b in zip(onnx_tags, in_graph))
+            log(f"  in-graph Viterbi: identical to numpy Viterbi on {agree}/{len(dev)} sentences")
+            ok = ok and agree == len(dev)
         if max(ragged, sampled) > atol:
             log(f"  FAILED: emissions differ by more than {atol:g}")
             ok = False

@@ -103,3 +103,24 @@ def test_export_without_runs_is_a_clear_error(tmp_path):
     result = run_module("export.to_onnx", "--run", tmp_path / "missing", "--out", tmp_path / "x.onnx")
     assert result.returncode == 2
     assert "not a finished run folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_decode_in_graph_equals_numpy_viterbi(trained_run, tmp_path):
+    import onnxruntime as ort
+
+    out = tmp_path / "decode.onnx"
+    result = run_module("export.to_onnx", "--run", trained_run[0], "--out", out,
+                        "--decode-in-graph")
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert "in-graph Viterbi: identical to numpy Viterbi on 80/80 sentences" in result.stdout
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for time_steps in (1, 2, 9, 40):
+        char_ids = rng.integers(1, 200, size=(5, time_steps)).astype(np.int32)
+        lengths = np.array([time_steps, 1, max(1, time_steps // 2), time_steps, 0])
+        char_ids[np.arange(time_steps)[None, :] >= lengths[:, None]] = 0
+        emissions, transitions, tag_ids = session.run(
+            ["emissions", "transitions", "tag_ids"],
+            {"char_ids": char_ids, "bigram_ids": char_ids})
+        expected, _ = viterbi_decode(emissions, transitions, lengths)
+        np.testing.assert_array_equal(tag_ids, expected)
