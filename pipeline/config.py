@@ -31,6 +31,7 @@ class TrainConfig:
     lr: float = 2e-3
     lr_decay: float = 0.05  # lr / (1 + lr_decay * epoch)
     clipnorm: float = 5.0
+    weight_average: float = 0.999  # decay of the weight average used for dev and the saved model; 0: off
     epochs: int = 20
     patience: int = 4  # epochs without a better dev F1 before stopping
     max_len: int = 200  # longer training sentences are cut into chunks of at most this

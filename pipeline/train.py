@@ -18,6 +18,8 @@ import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
+import numpy as np
+
 from data.formats import DataError, read_corpus
 from pipeline.config import MSRA_TEST, TrainConfig
 from pipeline.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, save_json,
@@ -141,27 +143,42 @@ def seed_generator_states(model) -> list:
     return [v for v in model.variables if "seed_generator_state" in v.path]
 
 
-def save_checkpoint(run: Path, model, state: dict) -> None:
-    """Model with optimizer state, then the loop state: the state file is the commit point."""
+def weight_average(model, config: TrainConfig):
+    from pipeline.averaging import WeightAverage
+    return WeightAverage(model, config.weight_average) if config.weight_average > 0 else None
+
+
+def save_checkpoint(run: Path, model, state: dict, average=None) -> None:
+    """Files named by epoch, then state.json naming them: state.json is the commit point, so a
+    kill at any moment leaves the previous epoch's checkpoint whole."""
     folder = run / CHECKPOINT_DIR
     folder.mkdir(exist_ok=True)
-    model.save(folder / "last.keras.partial.keras")
-    os.replace(folder / "last.keras.partial.keras", folder / "last.keras")
+    epoch = state["epochs_done"]
+    model.save(folder / f"epoch{epoch}.keras")
+    if average:
+        np.savez(folder / f"epoch{epoch}-average.npz", **average.state())
     state["seed_states"] = [v.numpy().tolist() for v in seed_generator_states(model)]
     save_json(folder / "state.json", state)
+    for old in folder.glob("epoch*"):
+        if not old.name.startswith(f"epoch{epoch}.") and not old.name.startswith(f"epoch{epoch}-"):
+            old.unlink()
 
 
-def load_checkpoint(run: Path):
+def load_checkpoint(run: Path, config: TrainConfig):
     import keras
 
     import models.tagger  # noqa: F401
 
     folder = run / CHECKPOINT_DIR
     state = json.loads((folder / "state.json").read_text())
-    model = keras.models.load_model(folder / "last.keras")
+    epoch = state["epochs_done"]
+    model = keras.models.load_model(folder / f"epoch{epoch}.keras")
     for variable, value in zip(seed_generator_states(model), state.pop("seed_states"), strict=True):
         variable.assign(value)
-    return model, state
+    average = weight_average(model, config)
+    if average:
+        average.restore(np.load(folder / f"epoch{epoch}-average.npz"))
+    return model, average, state
 
 
 def write_history(run: Path, rows: list[dict]) -> None:
@@ -178,6 +195,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
     import tensorflow as tf
 
     from data.tf_input import encode_corpus, training_dataset
+    from pipeline.averaging import nothing_applied
     from pipeline.predict import score_corpus
 
     run = Path(config.out)
@@ -187,7 +205,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
     checkpoint_state = run / CHECKPOINT_DIR / "state.json"
     if resume and checkpoint_state.exists():
         chars, bigrams, tags = load_vocabularies(run)
-        model, state = load_checkpoint(run)
+        model, average, state = load_checkpoint(run, config)
         log(f"resuming {run} after epoch {state['epochs_done']}")
     else:
         if resume:
@@ -195,6 +213,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
         run.mkdir(parents=True, exist_ok=True)
         chars, bigrams, tags = build_vocabularies(config, corpora)
         model = build_model(config, chars, bigrams, tags)
+        average = weight_average(model, config)
         config.save(run / CONFIG)
         save_vocabularies(run, chars, bigrams, tags)
         state = {"epochs_done": 0, "best_f1": -1.0, "best_epoch": 0, "history": []}
@@ -213,20 +232,23 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
         dataset, steps = training_dataset(encoded["train"], config.batch_size, config.seed,
                                           epoch, config.unk_rate)
         progress = Progress(steps, epoch, config.epochs)
-        fit = model.fit(dataset, epochs=1, verbose=0, callbacks=[progress.callback()])
+        callbacks = [progress.callback()] + ([average.callback()] if average else [])
+        fit = model.fit(dataset, epochs=1, verbose=0, callbacks=callbacks)
         loss = float(fit.history["loss"][-1])
-        dev_f1 = score_corpus(model, encoded["dev"], tags)["micro"]["f1"]
+        with average.applied() if average else nothing_applied():
+            dev_f1 = score_corpus(model, encoded["dev"], tags)["micro"]["f1"]
+            improved = dev_f1 > state["best_f1"]
+            if improved:
+                model.save(run / f"{MODEL}.partial.keras")
+                os.replace(run / f"{MODEL}.partial.keras", run / MODEL)
         seconds = time.time() - started
         state["history"].append({"epoch": epoch + 1, "loss": round(loss, 5),
                                  "dev_f1": round(dev_f1, 5), "lr": lr,
                                  "seconds": round(seconds, 1)})
-        improved = dev_f1 > state["best_f1"]
         if improved:
             state["best_f1"], state["best_epoch"] = dev_f1, epoch + 1
-            model.save(run / f"{MODEL}.partial.keras")
-            os.replace(run / f"{MODEL}.partial.keras", run / MODEL)
         state["epochs_done"] = epoch + 1
-        save_checkpoint(run, model, state)
+        save_checkpoint(run, model, state, average)
         write_history(run, state["history"])
         log(f"epoch {epoch + 1}/{config.epochs}  loss {loss:.4f}  dev F1 {dev_f1:.4f}"
             f"{'  *best' if improved else ''}  lr {lr:.2e}  {seconds:.0f}s")
