@@ -40,6 +40,10 @@ class CharVocab:
     def encode(self, text: str) -> np.ndarray:
         return self._table[code_points(text)]
 
+    def encode_padded(self, texts: list[str], lengths: np.ndarray, width: int) -> np.ndarray:
+        """[len(texts), width] ids, 0-padded: one lookup for the whole batch."""
+        return _scatter(self._table[code_points("".join(texts))], lengths, width)
+
 
 class BigramVocab:
     """Bigram at position i is (text[i], text[i+1]); the last character pairs with an end mark."""
@@ -61,9 +65,19 @@ class BigramVocab:
 
     def encode(self, text: str) -> np.ndarray:
         points = code_points(text).astype(np.int64)
+        return self._lookup(points, np.append(points[1:], _END))
+
+    def encode_padded(self, texts: list[str], lengths: np.ndarray, width: int) -> np.ndarray:
+        """[len(texts), width] ids, 0-padded: one search for the whole batch."""
+        points = code_points("".join(texts)).astype(np.int64)
+        following = np.append(points[1:], _END)
+        ends = np.cumsum(lengths)[lengths > 0] - 1
+        following[ends] = _END  # each text's last character pairs with the end mark
+        return _scatter(self._lookup(points, following), lengths, width)
+
+    def _lookup(self, points: np.ndarray, following: np.ndarray) -> np.ndarray:
         if points.size == 0:
             return np.zeros(0, dtype=np.int32)
-        following = np.append(points[1:], _END)
         keys = points * (_CODE_POINTS + 1) + following
         if self._sorted_keys.size == 0:
             return np.full(points.size, UNK_ID, dtype=np.int32)
@@ -71,6 +85,12 @@ class BigramVocab:
         where = np.minimum(where, self._sorted_keys.size - 1)
         found = self._sorted_keys[where] == keys
         return np.where(found, self._ids_of_sorted[where], UNK_ID).astype(np.int32)
+
+
+def _scatter(flat_ids: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    padded = np.full((len(lengths), width), PAD_ID, dtype=np.int32)
+    padded[np.arange(width)[None, :] < np.asarray(lengths)[:, None]] = flat_ids
+    return padded
 
 
 def _bigrams(text: str) -> list[str]:

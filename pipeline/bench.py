@@ -137,14 +137,17 @@ def finish_measure(texts, gold, predicted, e2e_seconds, model_seconds, latencies
 
 # -- the ONNX Runtime paths (through serve) -------------------------------------------------
 def ort_path(spec: dict) -> dict:
-    from serve.tagger import Tagger, entities_of
+    from serve.tagger import Tagger
 
     tagger = Tagger.load(spec["model"], spec.get("device", "cpu"), spec.get("threads", 1))
     texts, gold = load_texts(Path(spec["data"]))
 
+    names = np.array(tagger.tags, dtype=object)
+
     def tag_all(texts_in):
-        tag_lists = tagger.tag_bmeo(texts_in, BATCH_SIZE)
-        return [(tags, entities_of(text, tags)) for text, tags in zip(texts_in, tag_lists)]
+        flat, lengths = tagger.tag_flat(texts_in, BATCH_SIZE)
+        entities = tagger.entities(texts_in, flat, lengths)
+        return flat, lengths, entities
 
     tag_all(texts[:256])
     lengths = np.array([len(t) for t in texts])
@@ -152,14 +155,14 @@ def ort_path(spec: dict) -> dict:
                for batch in sorted_batches(lengths)]
     model_seconds, _ = timed(lambda: [tagger.session.run(["emissions"], inputs)
                                       for inputs in encoded], spec["repeats"])
-    e2e_seconds, results = timed(lambda: tag_all(texts), spec["repeats"])
+    e2e_seconds, (flat, lengths, _) = timed(lambda: tag_all(texts), spec["repeats"])
     latencies = []
     for _ in range(spec["latency_runs"]):
         started = time.perf_counter()
         tag_all([LATENCY_TEXT])
         latencies.append(time.perf_counter() - started)
-    return finish_measure(texts, gold, [r[0] for r in results], e2e_seconds, model_seconds,
-                          latencies)
+    predicted = [names[ids].tolist() for ids in np.split(flat, np.cumsum(lengths)[:-1])]
+    return finish_measure(texts, gold, predicted, e2e_seconds, model_seconds, latencies)
 
 
 def ort_file_path(spec: dict) -> dict:

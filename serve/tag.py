@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Iterator
 
 from serve.providers import DEVICES, DeviceError
-from serve.tagger import DEFAULT_BATCH_SIZE, Tagger, default_model_path, entities_of
+import numpy as np
+
+from serve.tagger import DEFAULT_BATCH_SIZE, Tagger, default_model_path
 
 BLOCK_CHARS = 32_768  # characters tagged together: enough to batch well, small enough to
 BLOCK_LINES = 1024  # spread over worker processes and keep memory bounded
@@ -59,19 +61,25 @@ def blocks(records: Iterator[str]) -> Iterator[list[str]]:
         yield block
 
 
-def format_block(texts: list[str], tag_lists: list[list[str]], output_format: str) -> str:
+def format_block(tagger: Tagger, texts: list[str], batch_size: int, output_format: str) -> str:
+    """Tag a block and render it, one record per text."""
+    flat, lengths = tagger.tag_flat(texts, batch_size)
     out = io.StringIO()
-    for text, tags in zip(texts, tag_lists):
-        if output_format == "jsonl":
-            record = {"text": text, "entities": [e.to_dict() for e in entities_of(text, tags)]}
+    if output_format == "jsonl":
+        for text, entities in zip(texts, tagger.entities(texts, flat, lengths)):
+            record = {"text": text, "entities": [e.to_dict() for e in entities]}
             out.write(json.dumps(record, ensure_ascii=False))
             out.write("\n")
-        elif output_format == "bmeo":
+        return out.getvalue()
+    names = np.array(tagger.tags, dtype=object)[flat]
+    offsets = np.cumsum(lengths) - lengths
+    for text, offset, length in zip(texts, offsets, lengths):
+        tags = names[offset:offset + length]
+        if output_format == "bmeo":
             out.write(" ".join(tags))
             out.write("\n")
         else:  # conll
-            for char, tag in zip(text, tags):
-                out.write(f"{char} {tag}\n")
+            out.write("".join(f"{char} {tag}\n" for char, tag in zip(text, tags)))
             out.write("\n")
     return out.getvalue()
 
@@ -114,7 +122,7 @@ def _start_worker(model: str, device: str, threads: int | None) -> None:
 
 
 def _tag_block(block: list[str], batch_size: int, output_format: str) -> str:
-    return format_block(block, _worker_tagger.tag_bmeo(block, batch_size), output_format)
+    return format_block(_worker_tagger, block, batch_size, output_format)
 
 
 def resolve_workers(requested: int | None) -> int:
@@ -136,7 +144,7 @@ def tagged_blocks(args, tagger: Tagger, model: Path):
     workers = resolve_workers(args.workers)
     if workers == 1 or len(first) < 2:
         for block in itertools.chain(first, pending_blocks):
-            yield block, format_block(block, tagger.tag_bmeo(block, args.batch_size), args.format)
+            yield block, format_block(tagger, block, args.batch_size, args.format)
         return
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers, initializer=_start_worker,

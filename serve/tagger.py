@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.tags import entity_spans
+from data.tags import TagCodes, entity_spans, spans_of_ids
 from data.viterbi import viterbi_decode
 from data.vocab import PAD_ID, BigramVocab, CharVocab
 from serve.providers import choose_providers
@@ -68,6 +68,7 @@ class Tagger:
         self.input_names = [value.name for value in session.get_inputs()]
         inputs = {name: np.ones((1, 1), np.int32) for name in self.input_names}
         self.transitions = session.run(["transitions"], inputs)[0].astype(np.float32)
+        self.codes = TagCodes(self.tags)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", threads: int | None = None) -> "Tagger":
@@ -95,56 +96,71 @@ class Tagger:
         return cls(session, metadata, notice)
 
     # -- the hot path ---------------------------------------------------------------------
-    def tag_ids(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[np.ndarray]:
-        """One tag id per character of each text, texts of any length, in input order."""
-        pieces, owners, offsets = [], [], []
-        for index, text in enumerate(texts):
-            starts = split_points(text, self.max_len) if len(text) > self.max_len else [0]
-            ends = starts[1:] + [len(text)]
-            for start, end in zip(starts, ends):
-                if end > start:
-                    pieces.append(text[start:end])
-                    owners.append(index)
-                    offsets.append(start)
-        results = [np.zeros(len(text), dtype=np.int32) for text in texts]
-        piece_tags = self._tag_pieces(pieces, batch_size)
-        for piece_ids, owner, offset in zip(piece_tags, owners, offsets):
-            results[owner][offset:offset + len(piece_ids)] = piece_ids
-        return results
+    def tag_flat(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Tag ids of all texts concatenated in input order, and each text's length.
 
-    def _tag_pieces(self, pieces: list[str], batch_size: int) -> list[np.ndarray]:
-        lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
-        order = np.argsort(lengths, kind="stable")  # similar lengths share a batch
-        tagged: list[np.ndarray] = [None] * len(pieces)
+        Texts longer than max_len are tagged as pieces (see split_points); pieces of similar
+        length share a batch. No work per character happens in Python.
+        """
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        pieces, piece_lengths = texts, lengths
+        if len(texts) and lengths.max() > self.max_len:
+            pieces = [text[start:end] for text in texts
+                      for start, end in _piece_bounds(text, self.max_len)]
+            piece_lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+        # Pieces are consecutive stretches of the concatenated texts: their offsets there.
+        piece_offsets = np.cumsum(piece_lengths) - piece_lengths
+        flat = np.zeros(int(lengths.sum()), dtype=np.int32)
+        order = np.argsort(piece_lengths, kind="stable")
+        order = order[piece_lengths[order] > 0]
         for begin in range(0, len(order), batch_size):
             batch = order[begin:begin + batch_size]
-            batch_lengths = lengths[batch]
+            batch_lengths = piece_lengths[batch]
             inputs = self._encode_batch([pieces[i] for i in batch], batch_lengths)
             emissions = self.session.run(["emissions"], inputs)[0]
             tag_ids, _ = viterbi_decode(emissions, self.transitions, batch_lengths)
-            for row, index in enumerate(batch):
-                tagged[index] = tag_ids[row, :batch_lengths[row]]
-        return tagged
+            valid = np.arange(tag_ids.shape[1])[None, :] < batch_lengths[:, None]
+            positions = piece_offsets[batch][:, None] + np.arange(tag_ids.shape[1])[None, :]
+            flat[positions[valid]] = tag_ids[valid]
+        return flat, lengths
 
     def _encode_batch(self, texts: list[str], lengths: np.ndarray) -> dict[str, np.ndarray]:
         width = int(lengths.max())
-        char_ids = np.full((len(texts), width), PAD_ID, dtype=np.int32)
-        bigram_ids = np.full((len(texts), width), PAD_ID, dtype=np.int32) if self.bigrams else None
-        for row, text in enumerate(texts):
-            char_ids[row, :len(text)] = self.chars.encode(text)
-            if bigram_ids is not None:
-                bigram_ids[row, :len(text)] = self.bigrams.encode(text)
-        inputs = {"char_ids": char_ids}
-        if bigram_ids is not None:
-            inputs["bigram_ids"] = bigram_ids
+        inputs = {"char_ids": self.chars.encode_padded(texts, lengths, width)}
+        if self.bigrams:
+            inputs["bigram_ids"] = self.bigrams.encode_padded(texts, lengths, width)
         return inputs
 
     # -- public results -------------------------------------------------------------------
+    def tag_ids(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[np.ndarray]:
+        """One tag id per character of each text, texts of any length, in input order."""
+        flat, lengths = self.tag_flat(texts, batch_size)
+        return np.split(flat, np.cumsum(lengths)[:-1]) if len(texts) else []
+
     def tag_bmeo(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[str]]:
-        return [[self.tags[i] for i in ids] for ids in self.tag_ids(texts, batch_size)]
+        names = np.array(self.tags, dtype=object)
+        return [names[ids].tolist() for ids in self.tag_ids(texts, batch_size)]
 
     def tag(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> list[list[Entity]]:
-        return [entities_of(text, tags) for text, tags in zip(texts, self.tag_bmeo(texts, batch_size))]
+        flat, lengths = self.tag_flat(texts, batch_size)
+        return self.entities(texts, flat, lengths)
+
+    def entities(self, texts: list[str], flat: np.ndarray, lengths: np.ndarray
+                 ) -> list[list[Entity]]:
+        results: list[list[Entity]] = [[] for _ in texts]
+        for index, type_id, start, end in zip(*spans_of_ids(self.codes, flat, lengths)):
+            text = texts[index]
+            results[index].append(Entity(self.codes.types[type_id], int(start), int(end),
+                                         text[start:end]))
+        return results
+
+
+def _piece_bounds(text: str, max_len: int) -> list[tuple[int, int]]:
+    if len(text) <= max_len:
+        return [(0, len(text))]
+    starts = split_points(text, max_len)
+    return list(zip(starts, starts[1:] + [len(text)]))
 
 
 def entities_of(text: str, tags: list[str]) -> list[Entity]:

@@ -172,3 +172,31 @@ def test_bigram_vocab_encodes_pairs_and_end():
     assert ids[2] == UNK_ID  # "x" + end unseen
     assert bigrams.tokens[bigrams.encode("b")[0]] == "b"  # "b" then end, seen twice
     assert bigrams.encode("").tolist() == []
+
+
+def test_vectorised_spans_equal_entity_spans():
+    from data.tags import TagCodes, spans_of_ids
+
+    tags = ["O", "B-A", "M-A", "E-A", "S-A", "B-B", "M-B", "E-B", "S-B"]
+    codes = TagCodes(tags)
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        sequences = [rng.integers(0, len(tags), size=rng.integers(0, 9)) for _ in range(5)]
+        lengths = np.array([len(s) for s in sequences])
+        got = spans_of_ids(codes, np.concatenate(sequences).astype(np.int64), lengths)
+        expected = [(i, t, s, e) for i, seq in enumerate(sequences)
+                    for t, s, e in entity_spans([tags[k] for k in seq])]
+        assert [(int(i), codes.types[t], int(s), int(e)) for i, t, s, e in zip(*got)] == expected
+
+
+def test_padded_encoding_equals_per_text_encoding():
+    texts = ["abc", "", "ba", "c😀a"]
+    chars = CharVocab.build(texts)
+    bigrams = BigramVocab.build(texts + ["ab", "c😀"], min_count=1)
+    lengths = np.array([len(t) for t in texts])
+    for vocab in (chars, bigrams):
+        padded = vocab.encode_padded(texts, lengths, 5)
+        assert padded.shape == (4, 5)
+        for row, text in enumerate(texts):
+            assert padded[row, :len(text)].tolist() == vocab.encode(text).tolist()
+            assert (padded[row, len(text):] == 0).all()
