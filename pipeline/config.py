@@ -26,7 +26,7 @@ class TrainConfig:
     char_min_count: int = 1
     bigram_min_count: int = 2
     # training
-    unk_rate: float = 0.0  # share of input ids replaced by <unk> while training
+    unk_rate: float = 0.05  # share of input ids replaced by <unk> while training (word dropout)
     batch_size: int = 64
     lr: float = 2e-3
     lr_decay: float = 0.05  # lr / (1 + lr_decay * epoch)

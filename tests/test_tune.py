@@ -1,0 +1,105 @@
+"""Keras Tuner search: pruning rule, resume after interruption, distributed chief + workers."""
+import csv
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import FIXTURES, ROOT
+
+pytest.importorskip("keras_tuner")
+
+TINY_SEARCH = ["--train", str(FIXTURES / "train.txt"), "--dev", str(FIXTURES / "dev.txt"),
+               "--epochs", "1", "--tuner", "random", "--layers", "1", "--hidden-sizes", "8,16",
+               "--embedding-dims", "8,16", "--batch-sizes", "32,64"]
+
+
+def tune_command(out, max_trials):
+    return [sys.executable, "-m", "pipeline.tune", "--out", str(out), "--max-trials",
+            str(max_trials), *TINY_SEARCH]
+
+
+def trial_rows(out):
+    return list(csv.DictReader(open(out / "trials.csv")))
+
+
+def test_pruning_chooses_the_fastest_within_tolerance():
+    from tuning.search import choose, pareto_front
+
+    rows = [{"trial": "a", "val_f1": 0.90, "chars_per_s": 100},
+            {"trial": "b", "val_f1": 0.897, "chars_per_s": 300},
+            {"trial": "c", "val_f1": 0.80, "chars_per_s": 900},
+            {"trial": "d", "val_f1": 0.896, "chars_per_s": 200}]
+    best, chosen = choose(rows, tolerance=0.005)
+    assert best["trial"] == "a" and chosen["trial"] == "b"
+    assert choose(rows, tolerance=0.0)[1]["trial"] == "a"
+    assert {r["trial"] for r in pareto_front(rows)} == {"a", "b", "c"}
+
+
+@pytest.mark.slow
+def test_interrupted_search_resumes_to_exactly_max_trials(tmp_path):
+    out = tmp_path / "search"
+    process = subprocess.Popen(tune_command(out, 4), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    finished = 0
+    deadline = time.time() + 300
+    for line in process.stdout:
+        if re.match(r"Trial \d+ Complete", line):
+            finished += 1
+            if finished == 2:
+                process.send_signal(signal.SIGINT)
+                break
+        assert time.time() < deadline
+    process.wait(timeout=120)
+    assert not (out / "trials.csv").exists()
+    rerun = subprocess.run(tune_command(out, 4), capture_output=True, text=True, cwd=ROOT,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    rows = trial_rows(out)
+    assert len(rows) == 4 and len({r["trial"] for r in rows}) == 4
+    assert (out / "pareto.png").stat().st_size > 0
+    assert "Chosen (the highest chars/s within 0.005" in (out / "summary.md").read_text()
+    assert (out / "chosen" / "model.keras").exists() and (out / "chosen" / "vocab.json").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_distributed_chief_and_two_workers(tmp_path):
+    out = tmp_path / "search"
+    port = free_port()
+    processes = {}
+    for tuner_id in ("chief", "tuner0", "tuner1"):
+        env = {**os.environ, "KERASTUNER_TUNER_ID": tuner_id,
+               "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port)}
+        processes[tuner_id] = subprocess.Popen(
+            tune_command(out, 4), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT, env=env)
+        if tuner_id == "chief":
+            time.sleep(5)  # the chief's oracle server listens before workers connect
+    outputs = {}
+    try:
+        for tuner_id, process in processes.items():
+            outputs[tuner_id], _ = process.communicate(timeout=480)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+    for tuner_id, process in processes.items():
+        assert process.returncode == 0, f"{tuner_id}:\n{outputs[tuner_id][-3000:]}"
+    ran = {tuner_id: re.findall(r"^trial (\d+): dev F1", outputs[tuner_id], re.M)
+           for tuner_id in ("tuner0", "tuner1")}
+    all_runs = ran["tuner0"] + ran["tuner1"]
+    assert len(all_runs) == 4 and len(set(all_runs)) == 4, ran  # every trial ran exactly once
+    assert ran["tuner0"] and ran["tuner1"]  # both workers took part
+    reported = {row["trial"] for row in trial_rows(out)}
+    assert reported == set(all_runs)  # and the chief has every result

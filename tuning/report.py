@@ -1,0 +1,65 @@
+"""trials.csv, pareto.png and summary.md of a finished search."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from tuning.search import OBJECTIVE, pareto_front
+
+COLUMNS = ["trial", "layers", "hidden_size", "embedding_dim", "batch_size", "bigrams", "dropout",
+           "lr", OBJECTIVE, "parameters", "onnx_mb", "chars_per_s", "epochs", "train_seconds"]
+
+
+def write_trials_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore",
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_pareto_png(path: Path, rows: list[dict], chosen: dict, best: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    front = sorted(pareto_front(rows), key=lambda r: r["chars_per_s"])
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    axis.scatter([r["chars_per_s"] for r in rows], [r[OBJECTIVE] for r in rows], color="#999",
+                 label="trials")
+    axis.plot([r["chars_per_s"] for r in front], [r[OBJECTIVE] for r in front], "-o",
+              color="#4a7ab5", label="Pareto front")
+    axis.scatter([best["chars_per_s"]], [best[OBJECTIVE]], s=160, facecolors="none",
+                 edgecolors="#333", label=f"best dev F1 (trial {best['trial']})")
+    axis.scatter([chosen["chars_per_s"]], [chosen[OBJECTIVE]], marker="*", s=220,
+                 color="#d62728", label=f"chosen (trial {chosen['trial']})")
+    axis.set_xscale("log")
+    axis.set_xlabel("chars/s, ONNX fp32 through serve, 1 thread (log)")
+    axis.set_ylabel("dev entity F1")
+    axis.legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def write_summary(path: Path, rows: list[dict], chosen: dict, best: dict, tolerance: float,
+                  chosen_run: Path) -> None:
+    def describe(row):
+        return (f"trial {row['trial']}: layers {row['layers']}, hidden {row['hidden_size']}, "
+                f"embedding {row['embedding_dim']}, bigrams {'on' if row['bigrams'] else 'off'}, "
+                f"batch {row['batch_size']}, dropout {row['dropout']:.1f}, lr {row['lr']:.2g}: "
+                f"dev F1 {row[OBJECTIVE]:.4f}, {row['chars_per_s']:,.0f} chars/s, "
+                f"{int(row['parameters']):,} parameters, {row['onnx_mb']:.1f} MB")
+    lines = [
+        "# Tuning summary", "",
+        f"{len(rows)} completed trials. Objective: dev entity F1 (`{OBJECTIVE}`).", "",
+        f"- Best dev F1: {describe(best)}",
+        f"- Chosen (the highest chars/s within {tolerance} dev F1 of the best): {describe(chosen)}",
+        f"- Speed-up of the chosen over the best: "
+        f"{chosen['chars_per_s'] / best['chars_per_s']:.2f}x at "
+        f"{(chosen[OBJECTIVE] - best[OBJECTIVE]) * 100:+.2f} F1 points", "",
+        f"The chosen run is `{chosen_run}`: export it with "
+        f"`python -m export.to_onnx --run {chosen_run}`.", "",
+        "Pareto front (no trial is both more accurate and faster):", ""]
+    lines += [f"- {describe(r)}" for r in sorted(pareto_front(rows),
+                                                 key=lambda r: -r[OBJECTIVE])]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
