@@ -119,7 +119,11 @@ class TagVocab:
         return len(self.tags)
 
     def encode(self, tags: list[str]) -> np.ndarray:
-        return np.array([self.index[tag] for tag in tags], dtype=np.int32)
+        try:
+            return np.array([self.index[tag] for tag in tags], dtype=np.int32)
+        except KeyError as error:
+            raise ValueError(f"tag {error.args[0]} is not in the model's tag set "
+                             f"({', '.join(self.tags)})") from None
 
     def decode(self, tag_ids) -> list[str]:
         return [self.tags[i] for i in tag_ids]

@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     try:
         run = load_run(args.run)
         corpus = encode_corpus(read_corpus(args.data).sentences, run.chars, run.tags, run.bigrams)
-    except (DataError, FileNotFoundError, ValueError, KeyError) as error:
+    except (DataError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_scores(score_corpus(run.model, corpus, run.tags)))
