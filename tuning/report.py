@@ -7,7 +7,8 @@ from pathlib import Path
 from tuning.search import OBJECTIVE, pareto_front
 
 COLUMNS = ["trial", "layers", "hidden_size", "embedding_dim", "batch_size", "bigrams", "dropout",
-           "lr", OBJECTIVE, "parameters", "onnx_mb", "chars_per_s", "epochs", "train_seconds"]
+           "lr", OBJECTIVE, "parameters", "onnx_mb", "chars_per_s", "trial_chars_per_s", "epochs",
+           "train_seconds"]
 
 
 def write_trials_csv(path: Path, rows: list[dict]) -> None:
