@@ -91,21 +91,28 @@ def batch_arrays(corpus: EncodedCorpus, indices: np.ndarray, unk_rng=None,
 
 def training_dataset(corpus: EncodedCorpus, batch_size: int, seed: int, epoch: int,
                      unk_rate: float = 0.0) -> tuple[tf.data.Dataset, int]:
+    """One epoch of padded batches as a tf.data pipeline.
+
+    The batches are padded in numpy up front and laid end to end in flat arrays that the
+    pipeline only slices and reshapes: no Python runs inside tf.data (a `from_generator`
+    pipeline runs Python on TensorFlow's threads, and Ctrl-C then hangs the process).
+    """
     lengths = np.array([len(ids) for ids in corpus.char_ids])
     batches = epoch_batches(lengths, batch_size, seed, epoch)
     unk_rng = np.random.default_rng([seed, epoch, 1])
+    padded = [batch_arrays(corpus, indices, unk_rng, unk_rate) for indices in batches]
+    shapes = np.array([tags.shape for _, tags in padded], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])[:-1]])
+    flat_tags = tf.constant(np.concatenate([tags.ravel() for _, tags in padded]))
+    flat_inputs = {name: tf.constant(np.concatenate([inputs[name].ravel() for inputs, _ in padded]))
+                   for name in padded[0][0]}
 
-    def generate():
-        for indices in batches:
-            yield batch_arrays(corpus, indices, unk_rng, unk_rate)
+    def cut(offset, shape):
+        def take(flat):
+            return tf.reshape(flat[offset:offset + shape[0] * shape[1]], shape)
+        return {name: take(flat) for name, flat in flat_inputs.items()}, take(flat_tags)
 
-    id_spec = tf.TensorSpec([None, None], tf.int32)
-    inputs_spec = {"char_ids": id_spec}
-    if corpus.bigram_ids is not None:
-        inputs_spec["bigram_ids"] = id_spec
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=(inputs_spec, id_spec))
-    # A known length lets Keras run exactly one pass per fit() epoch.
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(batches)))
+    dataset = tf.data.Dataset.from_tensor_slices((offsets, shapes)).map(cut)
     return dataset.prefetch(4), len(batches)
 
 

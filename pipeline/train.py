@@ -13,6 +13,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict, fields
@@ -137,6 +138,51 @@ class Progress:
         return Bar()
 
 
+class GracefulInterrupt:
+    """Ctrl-C stops training at the end of the current batch instead of inside TensorFlow.
+
+    A KeyboardInterrupt raised while TensorFlow executes a step can hang the process for
+    good (seen with TF 2.21); a flag checked between batches cannot. A second Ctrl-C quits
+    at once. The last finished epoch's checkpoint is left as it was.
+    """
+
+    def __init__(self, log=print):
+        self.requested, self.log = False, log
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def handle(self, signum, frame):
+        if self.requested:
+            os._exit(EXIT_INTERRUPTED)
+        self.requested = True
+        print("\nstopping after this batch (Ctrl-C again to quit at once)", file=sys.stderr,
+              flush=True)
+
+    def callback(self):
+        import keras
+        interrupt = self
+
+        class Stop(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if interrupt.requested:
+                    self.model.stop_training = True
+
+        return Stop()
+
+    def check(self):
+        if self.requested:
+            raise KeyboardInterrupt
+
+
 def seed_generator_states(model) -> list:
     # Dropout's random state is a variable that `.keras` files do not store; without it a
     # resumed run would draw other dropout masks than an uninterrupted one.
@@ -194,9 +240,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
     import keras
     import tensorflow as tf
 
-    from data.tf_input import encode_corpus, training_dataset
-    from pipeline.averaging import nothing_applied
-    from pipeline.predict import score_corpus
+    from data.tf_input import encode_corpus
 
     run = Path(config.out)
     keras.utils.set_random_seed(config.seed)
@@ -223,6 +267,16 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
     log(f"{len(chars)} chars, {len(bigrams) if bigrams else 0} bigrams, {len(tags)} tags, "
         f"{model.count_params():,} parameters")
 
+    with GracefulInterrupt() as interrupt:
+        run_epochs(config, run, model, average, encoded, tags, state, interrupt, log)
+    return finish(run, config, encoded, tags, state, log)
+
+
+def run_epochs(config, run, model, average, encoded, tags, state, interrupt, log) -> None:
+    from data.tf_input import training_dataset
+    from pipeline.averaging import nothing_applied
+    from pipeline.predict import score_corpus
+
     for epoch in range(state["epochs_done"], config.epochs):
         if epoch - state["best_epoch"] >= config.patience and state["best_epoch"] > 0:
             break
@@ -232,8 +286,10 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
         dataset, steps = training_dataset(encoded["train"], config.batch_size, config.seed,
                                           epoch, config.unk_rate)
         progress = Progress(steps, epoch, config.epochs)
-        callbacks = [progress.callback()] + ([average.callback()] if average else [])
+        callbacks = [progress.callback(), interrupt.callback()]
+        callbacks += [average.callback()] if average else []
         fit = model.fit(dataset, epochs=1, verbose=0, callbacks=callbacks)
+        interrupt.check()  # a half-finished epoch is neither scored nor checkpointed
         loss = float(fit.history["loss"][-1])
         with average.applied() if average else nothing_applied():
             dev_f1 = score_corpus(model, encoded["dev"], tags)["micro"]["f1"]
@@ -252,8 +308,6 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
         write_history(run, state["history"])
         log(f"epoch {epoch + 1}/{config.epochs}  loss {loss:.4f}  dev F1 {dev_f1:.4f}"
             f"{'  *best' if improved else ''}  lr {lr:.2e}  {seconds:.0f}s")
-
-    return finish(run, config, encoded, tags, state, log)
 
 
 def finish(run: Path, config, encoded, tags, state, log) -> dict:

@@ -122,3 +122,19 @@ def test_resume_after_kill_gives_the_same_artifacts(tmp_path):
     assert metrics[0] == metrics[1]
     for a, b in zip(weights_of(resumed), weights_of(uninterrupted)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoint(tmp_path):
+    out = tmp_path / "interrupted"
+    process = subprocess.Popen(train_command(out, 200), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    for line in process.stdout:
+        if line.startswith("epoch 1/200"):
+            process.send_signal(signal.SIGINT)
+            break
+    _, stderr = process.communicate(timeout=60)  # a hang inside TensorFlow would time out
+    assert process.returncode == 130
+    assert f"continue with --resume --out {out}" in stderr and "Traceback" not in stderr
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["epochs_done"] >= 1 and (out / "model.keras").exists()
