@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+SMALL_BATCH = 4
+
 
 def viterbi_decode(emissions: np.ndarray, transitions: np.ndarray,
                    sequence_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -23,20 +25,23 @@ def viterbi_decode(emissions: np.ndarray, transitions: np.ndarray,
     if time == 0:
         return tag_ids, np.zeros(batch, dtype=emissions.dtype)
     score = emissions[:, 0].copy()
-    backpointers = np.empty((time, batch, num_tags), dtype=np.int32)
+    emissions_by_step = np.ascontiguousarray(emissions.transpose(1, 0, 2))
+    backpointers = np.empty((time, batch, num_tags), dtype=np.intp)
     # Past a sequence's end, each tag points back to itself, so backtracking from the last
     # step walks through the padding unchanged and lands on the true last tag.
-    stay = np.broadcast_to(np.arange(num_tags, dtype=np.int32), (batch, num_tags))
+    stay = np.broadcast_to(np.arange(num_tags), (batch, num_tags))
     # [batch, to, from] layout: argmax along contiguous memory, then the max picked out by
     # index (numpy's max over a 10-odd-long last axis is several times slower than argmax).
-    transitions_to_from = np.ascontiguousarray(np.asarray(transitions).T)
-    flat_rows = np.arange(batch * num_tags)
+    transitions_to_from = np.ascontiguousarray(np.asarray(transitions, emissions.dtype).T)
+    candidates = np.empty((batch, num_tags, num_tags), dtype=emissions.dtype)
+    flat_candidates = candidates.reshape(-1)
+    row_starts = np.arange(batch * num_tags) * num_tags
     all_active_until = int(lengths.min()) if batch else 0  # batches are length-sorted: most steps
     for t in range(1, time):
-        candidates = score[:, None, :] + transitions_to_from
+        np.add(score[:, None, :], transitions_to_from, out=candidates)
         best_previous = candidates.argmax(axis=2)
-        new_score = candidates.reshape(-1, num_tags)[flat_rows, best_previous.ravel()]
-        new_score = new_score.reshape(batch, num_tags) + emissions[:, t]
+        new_score = flat_candidates[row_starts + best_previous.reshape(-1)].reshape(batch, num_tags)
+        new_score += emissions_by_step[t]
         if t < all_active_until:
             score = new_score
             backpointers[t] = best_previous
@@ -47,9 +52,19 @@ def viterbi_decode(emissions: np.ndarray, transitions: np.ndarray,
     last = score.argmax(axis=1).astype(np.int32)
     best_scores = score[np.arange(batch), last]
     tag_ids[:, time - 1] = last
-    rows = np.arange(batch)
-    for t in range(time - 1, 0, -1):
-        tag_ids[:, t - 1] = backpointers[t][rows, tag_ids[:, t]]
+    if batch <= SMALL_BATCH:
+        # Plain lists walk a few sequences back faster than one numpy call per step.
+        pointers = backpointers.tolist()
+        for row in range(batch):
+            tag = int(last[row])
+            path = tag_ids[row]
+            for t in range(time - 1, 0, -1):
+                tag = pointers[t][row][tag]
+                path[t - 1] = tag
+    else:
+        rows = np.arange(batch)
+        for t in range(time - 1, 0, -1):
+            tag_ids[:, t - 1] = backpointers[t][rows, tag_ids[:, t]]
     tag_ids[np.arange(time)[None, :] >= lengths[:, None]] = 0
     best_scores = np.where(lengths > 0, best_scores, 0)
     return tag_ids, best_scores

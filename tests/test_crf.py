@@ -51,9 +51,10 @@ def test_log_likelihood_equals_brute_force(num_tags, max_len, seed):
 
 
 @pytest.mark.parametrize("num_tags,max_len,seed", CASES)
-def test_viterbi_equals_brute_force(num_tags, max_len, seed):
+@pytest.mark.parametrize("batch", [3, 9])  # a few sequences backtrack in lists, more in numpy
+def test_viterbi_equals_brute_force(num_tags, max_len, seed, batch):
     rng = np.random.default_rng(seed * 100 + num_tags * 10 + max_len + 1)
-    emissions, transitions, _, lengths = ragged_case(rng, num_tags, max_len)
+    emissions, transitions, _, lengths = ragged_case(rng, num_tags, max_len, batch)
     tag_ids, best_scores = viterbi_decode(emissions, transitions, lengths)
     for b, length in enumerate(lengths):
         _, best_path, best_score, _ = brute_force(emissions[b], transitions, length)
