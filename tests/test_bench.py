@@ -17,7 +17,8 @@ def test_bench_measures_every_path_and_writes_the_report(trained_run, exported, 
     report = json.loads((tmp_path / "bench.json").read_text())
     paths = report["paths"]
     assert set(paths) == {"keras_predict", "tf_function", "ort_fp32", "ort_fp32_2threads",
-                          "ort_int8", "ort_cuda", "serve_tag_file", "serve_tag_2_processes"}
+                          "ort_int8", "ort_cuda", "serve_tag_file", "serve_tag_file_1_worker",
+                          "serve_tag_2_processes"}
     measured = [name for name, r in paths.items() if "e2e_chars_per_s" in r]
     assert set(measured) >= {"keras_predict", "tf_function", "ort_fp32", "ort_int8",
                              "serve_tag_file", "serve_tag_2_processes"}
