@@ -18,7 +18,6 @@ import argparse
 import os
 import shutil
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import pipeline  # noqa: F401  (quiets TensorFlow start-up logs)
@@ -141,7 +140,7 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished trials are kept; rerun the same command to continue",
+        print("\ninterrupted: finished trials are kept; rerun the same command to continue",
               file=sys.stderr)
         return 130
     tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "chief")

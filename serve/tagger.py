@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data.tags import TagCodes, entity_spans, spans_of_ids
+from data.tags import TagCodes, spans_of_ids
 from data.viterbi import viterbi_decode
-from data.vocab import PAD_ID, BigramVocab, CharVocab
+from data.vocab import BigramVocab, CharVocab
 from serve.providers import choose_providers
 
 DEFAULT_BATCH_SIZE = 64
@@ -161,10 +161,6 @@ def _piece_bounds(text: str, max_len: int) -> list[tuple[int, int]]:
         return [(0, len(text))]
     starts = split_points(text, max_len)
     return list(zip(starts, starts[1:] + [len(text)]))
-
-
-def entities_of(text: str, tags: list[str]) -> list[Entity]:
-    return [Entity(kind, start, end, text[start:end]) for kind, start, end in entity_spans(tags)]
 
 
 def default_model_path() -> Path | None:

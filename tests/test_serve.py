@@ -1,6 +1,5 @@
 """The deployed tagger and `serve.tag`: every character tagged, order kept, clean errors."""
 import json
-import os
 import signal
 import subprocess
 import sys

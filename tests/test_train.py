@@ -1,18 +1,16 @@
 """Training end to end on a small fixture: artifacts, save/load, resume after a kill."""
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from tests.conftest import ROOT, run_module, train_command
+from tests.conftest import ROOT, train_command
 
 
 def run_training(out, epochs, *extra):
