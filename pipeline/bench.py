@@ -7,8 +7,9 @@ fresh worker process of its own (so peak RSS is its own), one after another:
   ort_fp32        ONNX Runtime through `serve` (the deployed path)
   ort_int8        the same on the int8 dynamically quantized file
   ort_cuda        CUDAExecutionProvider, when onnxruntime has it (else skipped with a note)
-  serve_tag_file  `python -m serve.tag` itself, text file in, JSONL out (default: one worker
-                  process per CPU), and with one worker; serve_tag_2_processes: two
+  serve_tag_file  `python -m serve.tag` itself, text file in, JSONL out (default layout:
+                  one process, one thread per CPU), and with two single-thread workers;
+                  serve_tag_2_processes: two
                   single-thread processes, each tagging half the text
 For each: end-to-end chars/s (text in, entity spans out), model-only chars/s, batch-1
 latency p50/p99 for a 50-character sentence, peak RSS, entity F1. Also: the LSTM's achieved
@@ -330,12 +331,12 @@ def main(argv=None) -> int:
     plan = {
         "keras_predict": {"kind": "keras", "path": "keras_predict"},
         "tf_function": {"kind": "keras", "path": "tf_function"},
-        "ort_fp32": {"kind": "ort", "threads": 1},
-        "ort_fp32_2threads": {"kind": "ort", "threads": 2},
-        "ort_int8": {"kind": "ort", "threads": 1, "model": str(int8)},
+        "ort_fp32_1thread": {"kind": "ort", "threads": 1},
+        "ort_fp32": {"kind": "ort", "threads": 2},
+        "ort_int8": {"kind": "ort", "threads": 2, "model": str(int8)},
         "ort_cuda": {"kind": "ort", "device": "cuda"},
         "serve_tag_file": {"kind": "file", "text_file": str(text_file)},
-        "serve_tag_file_1_worker": {"kind": "file", "text_file": str(text_file), "workers": 1},
+        "serve_tag_file_2_workers": {"kind": "file", "text_file": str(text_file), "workers": 2},
         "serve_tag_2_processes": {"kind": "pair"},
     }
     chosen = args.paths.split(",") if args.paths else list(plan)

@@ -18,7 +18,7 @@ class TrainConfig:
     embedding_dim: int = 128
     hidden_size: int = 128
     layers: int = 1
-    dropout: float = 0.3
+    dropout: float = 0.5
     embedding_dropout: float = 0.5
     bigrams: bool = True
     bigram_dim: int = 64
@@ -26,14 +26,14 @@ class TrainConfig:
     char_min_count: int = 1
     bigram_min_count: int = 2
     # training
-    unk_rate: float = 0.05  # share of input ids replaced by <unk> while training (word dropout)
+    unk_rate: float = 0.15  # share of input ids replaced by <unk> while training (word dropout)
     batch_size: int = 64
     lr: float = 2e-3
     lr_decay: float = 0.05  # lr / (1 + lr_decay * epoch)
     clipnorm: float = 5.0
     weight_average: float = 0.999  # decay of the weight average used for dev and the saved model; 0: off
-    epochs: int = 20
-    patience: int = 4  # epochs without a better dev F1 before stopping
+    epochs: int = 14
+    patience: int = 3  # epochs without a better dev F1 before stopping
     max_len: int = 200  # longer training sentences are cut into chunks of at most this
     seed: int = 42
     strict: bool = False  # invalid BMES transitions are errors, not warnings

@@ -16,8 +16,8 @@ def test_bench_measures_every_path_and_writes_the_report(trained_run, exported, 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
     paths = report["paths"]
-    assert set(paths) == {"keras_predict", "tf_function", "ort_fp32", "ort_fp32_2threads",
-                          "ort_int8", "ort_cuda", "serve_tag_file", "serve_tag_file_1_worker",
+    assert set(paths) == {"keras_predict", "tf_function", "ort_fp32", "ort_fp32_1thread",
+                          "ort_int8", "ort_cuda", "serve_tag_file", "serve_tag_file_2_workers",
                           "serve_tag_2_processes"}
     measured = [name for name, r in paths.items() if "e2e_chars_per_s" in r]
     assert set(measured) >= {"keras_predict", "tf_function", "ort_fp32", "ort_int8",
