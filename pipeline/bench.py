@@ -251,6 +251,10 @@ def lstm_flops_per_char(config: dict) -> float:
 
 
 # -- report ----------------------------------------------------------------------------------
+def _cell(result: dict, key: str, form: str) -> str:
+    return form.format(result[key]) if key in result else "—"
+
+
 def write_report(out: Path, report: dict) -> None:
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     rows = ["| path | end-to-end chars/s | model-only chars/s | p50 ms (50 chars) | p99 ms | "
@@ -261,12 +265,11 @@ def write_report(out: Path, report: dict) -> None:
             rows.append(f"| {name} | {result.get('error') or result.get('skipped')} |||||||")
             continue
         ratio = f"{result['e2e_chars_per_s'] / base:.1f}x" if base else ""
-        rows.append(f"| {name} | {result['e2e_chars_per_s']:,.0f} | "
-                    f"{result.get('model_chars_per_s', 0):,.0f} | "
-                    f"{result.get('latency_p50_ms', float('nan')):.2f} | "
-                    f"{result.get('latency_p99_ms', float('nan')):.2f} | "
-                    f"{result.get('peak_rss_mb', float('nan')):.0f} | "
-                    f"{result.get('f1', float('nan')):.4f} | {ratio} |")
+        cells = [f"{result['e2e_chars_per_s']:,.0f}",
+                 _cell(result, "model_chars_per_s", "{:,.0f}"),
+                 _cell(result, "latency_p50_ms", "{:.2f}"), _cell(result, "latency_p99_ms", "{:.2f}"),
+                 _cell(result, "peak_rss_mb", "{:.0f}"), _cell(result, "f1", "{:.4f}"), ratio]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
     hw = report["hardware"]
     rows += ["", f"Machine: {hw['machine']}, {hw['cpus']} CPUs. fp32 matmul peak "
                  f"{hw['matmul_peak_gflops']:.1f} GFLOP/s; the LSTM at model-only ORT fp32 speed "
@@ -312,10 +315,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="report folder (default bench/<run>)")
     parser.add_argument("--repeats", type=int, default=3, help="best of N timed passes")
     parser.add_argument("--paths", help="comma-separated subset of the paths to run")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite bench.md and bench.png from an existing bench.json")
     args = parser.parse_args(argv)
     model = args.model or Path("models") / f"{args.run.name}.onnx"
     out = args.out or Path("bench") / args.run.name
     out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        write_report(out, json.loads((out / "bench.json").read_text()))
+        print((out / "bench.md").read_text())
+        return 0
     for needed in (args.run / "model.keras", model, args.data):
         if not needed.exists():
             print(f"error: {needed}: not found (train, export, or fetch data first)",
