@@ -88,6 +88,20 @@ def metadata_for(run) -> dict:
     }
 
 
+def write_onnx(run, out: Path, opset: int = DEFAULT_OPSET, decode_in_graph: bool = False):
+    """Convert a loaded run and write it, metadata included, atomically to `out`.
+
+    Returns (model_proto, names of the LSTM nodes wired with sequence lengths)."""
+    import onnx
+
+    model_proto, lstm_nodes = convert(run.model, opset, decode_in_graph)
+    set_metadata(model_proto, metadata_for(run))
+    partial = out.with_name(out.name + ".partial")
+    onnx.save(model_proto, partial)
+    os.replace(partial, out)
+    return model_proto, lstm_nodes
+
+
 def quantize_int8(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -96,8 +110,6 @@ def quantize_int8(source: Path, target: Path) -> None:
 
 
 def main(argv=None) -> int:
-    import onnx
-
     from data.formats import DataError
     from pipeline.run_files import load_run, newest_run
 
@@ -115,11 +127,7 @@ def main(argv=None) -> int:
     out = args.out or Path("models") / f"{Path(run_path).name}.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    model_proto, lstm_nodes = convert(run.model, args.opset, args.decode_in_graph)
-    set_metadata(model_proto, metadata_for(run))
-    partial = out.with_name(out.name + ".partial")
-    onnx.save(model_proto, partial)
-    os.replace(partial, out)
+    model_proto, lstm_nodes = write_onnx(run, out, args.opset, args.decode_in_graph)
     node_types = Counter(node.op_type for node in model_proto.graph.node)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) in {time.time() - started:.0f}s; "
           f"{len(lstm_nodes)} LSTM nodes with sequence_lens, {node_types.get('Loop', 0)} Loop")

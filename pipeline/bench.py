@@ -87,14 +87,11 @@ def keras_path(spec: dict) -> dict:
     transitions = run.model.crf.transitions.numpy()
 
     def encode(batch_texts):
-        width = max(len(t) for t in batch_texts)
-        inputs = {"char_ids": np.zeros((len(batch_texts), width), np.int32)}
+        lengths = np.array([len(t) for t in batch_texts])
+        width = int(lengths.max())
+        inputs = {"char_ids": run.chars.encode_padded(batch_texts, lengths, width)}
         if run.bigrams:
-            inputs["bigram_ids"] = np.zeros((len(batch_texts), width), np.int32)
-        for row, text in enumerate(batch_texts):
-            inputs["char_ids"][row, :len(text)] = run.chars.encode(text)
-            if run.bigrams:
-                inputs["bigram_ids"][row, :len(text)] = run.bigrams.encode(text)
+            inputs["bigram_ids"] = run.bigrams.encode_padded(batch_texts, lengths, width)
         return inputs
 
     def emissions_of(inputs):

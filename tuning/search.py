@@ -101,8 +101,7 @@ class RunTuner(kt.engine.base_tuner.BaseTuner):
     def run_trial(self, trial, *args, **kwargs):
         import keras
 
-        from export.to_onnx import convert, metadata_for
-        from export.graph import set_metadata
+        from export.to_onnx import write_onnx
         from pipeline.run_files import load_run
         from pipeline.train import train
 
@@ -113,12 +112,8 @@ class RunTuner(kt.engine.base_tuner.BaseTuner):
         keras.backend.clear_session()
         started = time.time()
         metrics = train(config, log=lambda line: self.log(f"  {line}"))
-        run = load_run(out)
-        model_proto, _ = convert(run.model, 17)
-        set_metadata(model_proto, metadata_for(run))
-        import onnx
         onnx_path = out / "model.onnx"
-        onnx.save(model_proto, onnx_path)
+        write_onnx(load_run(out), onnx_path)
         chars_per_s = measure_throughput(onnx_path, self.sample_texts)
         result = {OBJECTIVE: metrics["dev"]["micro"]["f1"], "parameters": metrics["parameters"],
                   "onnx_mb": onnx_path.stat().st_size / 1e6, "chars_per_s": chars_per_s,
