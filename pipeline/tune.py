@@ -131,7 +131,8 @@ def main(argv=None) -> int:
 
     try:
         config = base_config(args)
-        oracle = make_oracle(args.tuner, search_space(args), args.max_trials, args.seed)
+        oracle = make_oracle(args.tuner, search_space(args), args.max_trials, args.seed,
+                             base=TrainConfig())
         tuner = RunTuner(oracle, config, dev_sample(config.dev),
                          log=lambda line: print(line, flush=True),
                          directory=str(args.out), project_name="search", overwrite=False)

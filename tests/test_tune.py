@@ -103,3 +103,25 @@ def test_distributed_chief_and_two_workers(tmp_path):
     assert ran["tuner0"] and ran["tuner1"]  # both workers took part
     reported = {row["trial"] for row in trial_rows(out)}
     assert reported == set(all_runs)  # and the chief has every result
+
+
+@pytest.mark.parametrize("kind", ["bayesian", "random"])
+def test_first_trial_is_the_default_configuration_when_the_space_holds_it(tmp_path, kind):
+    from pipeline.config import TrainConfig
+    from tuning.search import SearchSpace, make_oracle
+
+    default = TrainConfig()
+    oracle = make_oracle(kind, SearchSpace(), max_trials=3, seed=1, base=default)
+    oracle._set_project_dir(str(tmp_path), "search")
+    first, second = oracle.create_trial("a").hyperparameters.values, \
+        oracle.create_trial("b").hyperparameters.values
+    assert first == {"layers": default.layers, "hidden_size": default.hidden_size,
+                     "embedding_dim": default.embedding_dim, "batch_size": default.batch_size,
+                     "bigrams": int(default.bigrams), "dropout": default.dropout,
+                     "lr": default.lr}
+    assert second != first
+
+    narrowed = make_oracle(kind, SearchSpace(hidden_size=[32, 64]), max_trials=3, seed=1,
+                           base=default)
+    narrowed._set_project_dir(str(tmp_path), "narrowed")
+    assert narrowed.create_trial("a").hyperparameters.values["hidden_size"] in (32, 64)

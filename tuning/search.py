@@ -128,14 +128,50 @@ def describe(values: dict) -> str:
                      for k, v in values.items())
 
 
-def make_oracle(kind: str, space: SearchSpace, max_trials: int, seed: int):
+def reference_values(base: TrainConfig, hp: kt.HyperParameters) -> dict | None:
+    """The base (default) training configuration as a point of the space, or None when the
+    space does not hold it (narrowed by flags)."""
+    values = {"layers": base.layers, "hidden_size": base.hidden_size,
+              "embedding_dim": base.embedding_dim, "batch_size": base.batch_size,
+              "bigrams": int(base.bigrams), "dropout": base.dropout, "lr": base.lr}
+    for parameter in hp.space:
+        value = values[parameter.name]
+        if isinstance(parameter, kt.engine.hyperparameters.Choice):
+            if value not in parameter.values:
+                return None
+        elif not parameter.min_value <= value <= parameter.max_value:
+            return None
+    return values
+
+
+def run_reference_first(oracle, reference: dict | None):
+    """The first trial trains the default configuration, under the same budget as the others,
+    so the search shows where the default sits against what it found."""
+    if reference is None:
+        return oracle
+    populate_space = oracle.populate_space
+
+    def populate_reference_first(trial_id):
+        if not oracle.trials:
+            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": dict(reference)}
+        return populate_space(trial_id)
+
+    oracle.populate_space = populate_reference_first
+    return oracle
+
+
+def make_oracle(kind: str, space: SearchSpace, max_trials: int, seed: int,
+                base: TrainConfig | None = None):
     objective = kt.Objective(OBJECTIVE, "max")
     hp = space.declare()
+    reference = reference_values(base, hp) if base is not None else None
     if kind == "bayesian":
-        return kt.oracles.BayesianOptimizationOracle(objective, max_trials, hyperparameters=hp,
-                                                     seed=seed, num_initial_points=4)
+        return run_reference_first(kt.oracles.BayesianOptimizationOracle(
+            objective, max_trials, hyperparameters=hp, seed=seed, num_initial_points=4),
+            reference)
     if kind == "random":
-        return kt.oracles.RandomSearchOracle(objective, max_trials, hyperparameters=hp, seed=seed)
+        return run_reference_first(kt.oracles.RandomSearchOracle(
+            objective, max_trials, hyperparameters=hp, seed=seed), reference)
     if kind == "hyperband":
         # Hyperband decides epochs itself; its trials stop at max_epochs.
         return kt.oracles.HyperbandOracle(objective, max_epochs=3, hyperparameters=hp, seed=seed,
