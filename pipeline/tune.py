@@ -105,6 +105,15 @@ def remeasure(tuner, rows: list[dict], texts: list[str]) -> None:
                                                 texts, repeats=5)
 
 
+def reference_row(rows: list[dict], hyperparameters) -> dict | None:
+    """The trial that trained the default configuration, when the search ran one."""
+    from tuning.search import reference_values
+
+    values = reference_values(TrainConfig(), hyperparameters)
+    return next((row for row in rows if values is not None and
+                 all(row.get(name) == value for name, value in values.items())), None)
+
+
 def report(tuner, args) -> int:
     from tuning.report import write_pareto_png, write_summary, write_trials_csv
     from tuning.search import choose, completed_trials
@@ -115,12 +124,14 @@ def report(tuner, args) -> int:
         return 1
     remeasure(tuner, rows, dev_sample(tuner.base.dev))
     best, chosen = choose(rows, args.tolerance)
+    reference = reference_row(rows, tuner.oracle.hyperparameters)
     chosen_run = args.out / "chosen"
     shutil.rmtree(chosen_run, ignore_errors=True)
     shutil.copytree(tuner.runs_dir() / chosen["trial"], chosen_run)
     write_trials_csv(args.out / "trials.csv", rows)
-    write_pareto_png(args.out / "pareto.png", rows, chosen, best)
-    write_summary(args.out / "summary.md", rows, chosen, best, args.tolerance, chosen_run)
+    write_pareto_png(args.out / "pareto.png", rows, chosen, best, reference)
+    write_summary(args.out / "summary.md", rows, chosen, best, args.tolerance, chosen_run,
+                  reference)
     print((args.out / "summary.md").read_text(encoding="utf-8"))
     return 0
 

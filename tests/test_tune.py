@@ -125,3 +125,26 @@ def test_first_trial_is_the_default_configuration_when_the_space_holds_it(tmp_pa
                            base=default)
     narrowed._set_project_dir(str(tmp_path), "narrowed")
     assert narrowed.create_trial("a").hyperparameters.values["hidden_size"] in (32, 64)
+
+
+def test_summary_compares_the_chosen_trial_with_the_default_configuration(tmp_path):
+    from tuning.report import write_summary
+    from tuning.search import choose
+
+    def row(trial, hidden, f1, speed):
+        return {"trial": trial, "layers": 1, "hidden_size": hidden, "embedding_dim": 64,
+                "batch_size": 64, "bigrams": 1, "dropout": 0.5, "lr": 2e-3, "val_f1": f1,
+                "chars_per_s": speed, "parameters": 1000, "onnx_mb": 1.0, "epochs": 3,
+                "train_seconds": 60.0}
+    rows = [row("00", 128, 0.80, 100_000), row("01", 64, 0.798, 250_000),
+            row("02", 32, 0.70, 400_000)]
+    best, chosen = choose(rows, tolerance=0.005)
+    write_summary(tmp_path / "summary.md", rows, chosen, best, 0.005, tmp_path / "chosen",
+                  reference=rows[0])
+    text = (tmp_path / "summary.md").read_text()
+    assert "Speed-up of the chosen over the default configuration: 2.50x at -0.20 F1 points" \
+        in text
+    table = [line for line in text.splitlines() if line.startswith("| 0")]
+    assert [line.split(" | ")[0] for line in table] == ["| 00", "| 01", "| 02"]
+    assert table[0].endswith("| best, default, front |")
+    assert table[1].endswith("| chosen, front |")

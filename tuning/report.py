@@ -19,7 +19,8 @@ def write_trials_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def write_pareto_png(path: Path, rows: list[dict], chosen: dict, best: dict) -> None:
+def write_pareto_png(path: Path, rows: list[dict], chosen: dict, best: dict,
+                     reference: dict | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -34,6 +35,10 @@ def write_pareto_png(path: Path, rows: list[dict], chosen: dict, best: dict) -> 
                  edgecolors="#333", label=f"best dev F1 (trial {best['trial']})")
     axis.scatter([chosen["chars_per_s"]], [chosen[OBJECTIVE]], marker="*", s=220,
                  color="#d62728", label=f"chosen (trial {chosen['trial']})")
+    if reference is not None:
+        axis.scatter([reference["chars_per_s"]], [reference[OBJECTIVE]], marker="s", s=90,
+                     facecolors="none", edgecolors="#2ca02c",
+                     label=f"default configuration (trial {reference['trial']})")
     axis.set_xscale("log")
     axis.set_xlabel("chars/s, ONNX fp32 through serve, 1 thread (log)")
     axis.set_ylabel("dev entity F1")
@@ -43,7 +48,7 @@ def write_pareto_png(path: Path, rows: list[dict], chosen: dict, best: dict) -> 
 
 
 def write_summary(path: Path, rows: list[dict], chosen: dict, best: dict, tolerance: float,
-                  chosen_run: Path) -> None:
+                  chosen_run: Path, reference: dict | None = None) -> None:
     def describe(row):
         return (f"trial {row['trial']}: layers {row['layers']}, hidden {row['hidden_size']}, "
                 f"embedding {row['embedding_dim']}, bigrams {'on' if row['bigrams'] else 'off'}, "
@@ -58,9 +63,41 @@ def write_summary(path: Path, rows: list[dict], chosen: dict, best: dict, tolera
         f"- Speed-up of the chosen over the best: "
         f"{chosen['chars_per_s'] / best['chars_per_s']:.2f}x at "
         f"{(chosen[OBJECTIVE] - best[OBJECTIVE]) * 100:+.2f} F1 points", "",
+    ]
+    if reference is not None:
+        lines[-1:-1] = [
+            f"- The default training configuration, trained under the same budget: "
+            f"{describe(reference)}",
+            f"- Speed-up of the chosen over the default configuration: "
+            f"{chosen['chars_per_s'] / reference['chars_per_s']:.2f}x at "
+            f"{(chosen[OBJECTIVE] - reference[OBJECTIVE]) * 100:+.2f} F1 points"]
+    lines += [
         f"The chosen run is `{chosen_run}`: export it with "
         f"`python -m export.to_onnx --run {chosen_run}`.", "",
         "Pareto front (no trial is both more accurate and faster):", ""]
     lines += [f"- {describe(r)}" for r in sorted(pareto_front(rows),
                                                  key=lambda r: -r[OBJECTIVE])]
+    lines += ["", "All trials (chars/s: fp32 ONNX through serve, 1 thread, timed one after another "
+              "after the search):", "", *trials_table(rows, chosen, best, reference)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def trials_table(rows: list[dict], chosen: dict, best: dict,
+                 reference: dict | None = None) -> list[str]:
+    """Markdown table of every trial, best dev F1 first."""
+    lines = ["| trial | layers | hidden | embedding | bigrams | batch | dropout | lr | dev F1 | "
+             "chars/s | parameters | ONNX MB | epochs | train s | |",
+             "|" + "---|" * 15]
+    front = {r["trial"] for r in pareto_front(rows)}
+    for row in sorted(rows, key=lambda r: -r[OBJECTIVE]):
+        marks = [name for name, hit in (("best", row is best), ("chosen", row is chosen),
+                                        ("default", row is reference),
+                                        ("front", row["trial"] in front)) if hit]
+        lines.append(
+            f"| {row['trial']} | {row['layers']} | {row['hidden_size']} | "
+            f"{row['embedding_dim']} | {'on' if row['bigrams'] else 'off'} | "
+            f"{row['batch_size']} | {row['dropout']:.1f} | {row['lr']:.2g} | "
+            f"{row[OBJECTIVE]:.4f} | {row['chars_per_s']:,.0f} | {int(row['parameters']):,} | "
+            f"{row['onnx_mb']:.1f} | {int(row.get('epochs', 0))} | "
+            f"{row.get('train_seconds', 0):.0f} | {', '.join(marks)} |")
+    return lines
