@@ -39,6 +39,13 @@ def test_pruning_chooses_the_fastest_within_tolerance():
     assert best["trial"] == "a" and chosen["trial"] == "b"
     assert choose(rows, tolerance=0.0)[1]["trial"] == "a"
     assert {r["trial"] for r in pareto_front(rows)} == {"a", "b", "c"}
+    # one architecture timed twice: the timing noise does not decide, dev F1 does
+    twins = [{"trial": "x", "val_f1": 0.809, "chars_per_s": 90_000},
+             {"trial": "y", "val_f1": 0.805, "chars_per_s": 93_000},
+             {"trial": "z", "val_f1": 0.700, "chars_per_s": 300_000}]
+    assert choose(twins, tolerance=0.005)[1]["trial"] == "x"
+    twins[0]["chars_per_s"] = 80_000  # 14% slower is slower
+    assert choose(twins, tolerance=0.005)[1]["trial"] == "y"
 
 
 @pytest.mark.slow

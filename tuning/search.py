@@ -193,11 +193,19 @@ def completed_trials(tuner) -> list[dict]:
     return sorted(rows, key=lambda r: r["trial"])
 
 
+# Speeds this close count as equal: two trials of one architecture time differently by a few
+# percent, and the pruning rule must not pick the less accurate one on timing noise.
+SAME_SPEED = 0.05
+
+
 def choose(rows: list[dict], tolerance: float) -> tuple[dict, dict]:
-    """(best-F1 trial, cheapest trial within tolerance of it): the pruning rule."""
+    """(best-F1 trial, cheapest trial within tolerance of it): the pruning rule. Among trials
+    as fast as the fastest eligible one (within SAME_SPEED), the most accurate is chosen."""
     best = max(rows, key=lambda r: r[OBJECTIVE])
     eligible = [r for r in rows if r[OBJECTIVE] >= best[OBJECTIVE] - tolerance]
-    return best, max(eligible, key=lambda r: r["chars_per_s"])
+    fastest = max(r["chars_per_s"] for r in eligible)
+    as_fast = [r for r in eligible if r["chars_per_s"] >= fastest * (1 - SAME_SPEED)]
+    return best, max(as_fast, key=lambda r: r[OBJECTIVE])
 
 
 def pareto_front(rows: list[dict]) -> list[dict]:
