@@ -22,7 +22,7 @@ def viterbi_decode(emissions: np.ndarray, transitions: np.ndarray,
     Returns tag_ids [batch, time] (0 past each length) and the best path scores [batch].
     """
     emissions = np.asarray(emissions)
-    batch, time, num_tags = emissions.shape
+    batch, time, _ = emissions.shape
     lengths = np.asarray(sequence_lengths).reshape(batch)
     if time == 0:
         return np.zeros((batch, time), dtype=np.int32), np.zeros(batch, dtype=emissions.dtype)
