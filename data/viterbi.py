@@ -26,9 +26,10 @@ def viterbi_decode(emissions: np.ndarray, transitions: np.ndarray,
     lengths = np.asarray(sequence_lengths).reshape(batch)
     if time == 0:
         return np.zeros((batch, time), dtype=np.int32), np.zeros(batch, dtype=emissions.dtype)
-    if batch >= WIDE_BATCH:
-        return _viterbi_batch_innermost(emissions, transitions, lengths)
-    return _viterbi_tags_innermost(emissions, transitions, lengths)
+    decode = _viterbi_batch_innermost if batch >= WIDE_BATCH else _viterbi_tags_innermost
+    tag_ids, best_scores = decode(emissions, transitions, lengths)
+    tag_ids[np.arange(time)[None, :] >= lengths[:, None]] = 0
+    return tag_ids, np.where(lengths > 0, best_scores, 0)
 
 
 def _viterbi_tags_innermost(emissions, transitions, lengths):
@@ -75,8 +76,6 @@ def _viterbi_tags_innermost(emissions, transitions, lengths):
         rows = np.arange(batch)
         for t in range(time - 1, 0, -1):
             tag_ids[:, t - 1] = backpointers[t][rows, tag_ids[:, t]]
-    tag_ids[np.arange(time)[None, :] >= lengths[:, None]] = 0
-    best_scores = np.where(lengths > 0, best_scores, 0)
     return tag_ids, best_scores
 
 
@@ -112,5 +111,4 @@ def _viterbi_batch_innermost(emissions, transitions, lengths):
             previous = np.where(t < lengths, previous, tag)
         tag_ids[:, t - 1] = previous
         tag = previous
-    tag_ids[np.arange(time)[None, :] >= lengths[:, None]] = 0
-    return tag_ids, np.where(lengths > 0, best_scores, 0)
+    return tag_ids, best_scores

@@ -60,17 +60,14 @@ def write_summary(path: Path, rows: list[dict], chosen: dict, best: dict, tolera
         f"{len(rows)} completed trials. Objective: dev entity F1 (`{OBJECTIVE}`).", "",
         f"- Best dev F1: {describe(best)}",
         f"- Chosen (the highest chars/s within {tolerance} dev F1 of the best): {describe(chosen)}",
-        f"- Speed-up of the chosen over the best: "
-        f"{chosen['chars_per_s'] / best['chars_per_s']:.2f}x at "
-        f"{(chosen[OBJECTIVE] - best[OBJECTIVE]) * 100:+.2f} F1 points", "",
+        f"- Speed-up of the chosen over the best: {speed_up(chosen, best)}", "",
     ]
     if reference is not None:
         lines[-1:-1] = [
             f"- The default training configuration, trained under the same budget: "
             f"{describe(reference)}",
             f"- Speed-up of the chosen over the default configuration: "
-            f"{chosen['chars_per_s'] / reference['chars_per_s']:.2f}x at "
-            f"{(chosen[OBJECTIVE] - reference[OBJECTIVE]) * 100:+.2f} F1 points"]
+            f"{speed_up(chosen, reference)}"]
     lines += [
         f"The chosen run is `{chosen_run}`: export it with "
         f"`python -m export.to_onnx --run {chosen_run}`.", "",
@@ -80,6 +77,11 @@ def write_summary(path: Path, rows: list[dict], chosen: dict, best: dict, tolera
     lines += ["", "All trials (chars/s: fp32 ONNX through serve, 1 thread, timed one after another "
               "after the search):", "", *trials_table(rows, chosen, best, reference)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def speed_up(row: dict, baseline: dict) -> str:
+    return (f"{row['chars_per_s'] / baseline['chars_per_s']:.2f}x at "
+            f"{(row[OBJECTIVE] - baseline[OBJECTIVE]) * 100:+.2f} F1 points")
 
 
 def trials_table(rows: list[dict], chosen: dict, best: dict,

@@ -59,16 +59,16 @@ class SearchSpace:
         return hp
 
 
+# The hyperparameters searched, each named as its TrainConfig field, with that field's type.
+TUNED = {"layers": int, "hidden_size": int, "embedding_dim": int, "batch_size": int,
+         "bigrams": bool, "dropout": float, "lr": float}
+
+
 def trial_config(base: TrainConfig, values: dict, out: Path) -> TrainConfig:
     config = TrainConfig(**asdict(base))
     config.out = str(out)
-    config.layers = int(values["layers"])
-    config.hidden_size = int(values["hidden_size"])
-    config.embedding_dim = int(values["embedding_dim"])
-    config.batch_size = int(values["batch_size"])
-    config.bigrams = bool(values["bigrams"])
-    config.dropout = float(values["dropout"])
-    config.lr = float(values["lr"])
+    for name, field_type in TUNED.items():
+        setattr(config, name, field_type(values[name]))
     if "tuner/epochs" in values:  # Hyperband gives each trial its own budget
         config.epochs = int(values["tuner/epochs"])
     return config
@@ -131,9 +131,9 @@ def describe(values: dict) -> str:
 def reference_values(base: TrainConfig, hp: kt.HyperParameters) -> dict | None:
     """The base (default) training configuration as a point of the space, or None when the
     space does not hold it (narrowed by flags)."""
-    values = {"layers": base.layers, "hidden_size": base.hidden_size,
-              "embedding_dim": base.embedding_dim, "batch_size": base.batch_size,
-              "bigrams": int(base.bigrams), "dropout": base.dropout, "lr": base.lr}
+    # Keras Tuner holds the bigram switch as a Choice of 0/1.
+    values = {name: int(getattr(base, name)) if field_type is bool else getattr(base, name)
+              for name, field_type in TUNED.items()}
     for parameter in hp.space:
         value = values[parameter.name]
         if isinstance(parameter, kt.engine.hyperparameters.Choice):
