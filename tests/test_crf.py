@@ -51,8 +51,9 @@ def test_log_likelihood_equals_brute_force(num_tags, max_len, seed):
 
 
 @pytest.mark.parametrize("num_tags,max_len,seed", CASES)
-# 3: backtracking in lists; 9: in numpy; 20: the batch-innermost layout for wide batches
-@pytest.mark.parametrize("batch", [3, 9, 20])
+# 1: the single-sequence path; 3: backtracking in lists; 9: in numpy; 20: the
+# batch-innermost layout for wide batches
+@pytest.mark.parametrize("batch", [1, 3, 9, 20])
 def test_viterbi_equals_brute_force(num_tags, max_len, seed, batch):
     rng = np.random.default_rng(seed * 100 + num_tags * 10 + max_len + 1)
     emissions, transitions, _, lengths = ragged_case(rng, num_tags, max_len, batch)
@@ -79,6 +80,24 @@ def test_both_viterbi_layouts_break_ties_alike(seed):
     narrow = _viterbi_tags_innermost(emissions, transitions, lengths)
     np.testing.assert_array_equal(wide[0], narrow[0])
     np.testing.assert_array_equal(wide[1], narrow[1])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_single_sequence_path_breaks_ties_like_the_batch(seed):
+    """A text must get the same tags alone (viterbi_path) as inside a batch."""
+    from data.viterbi import _viterbi_tags_innermost
+
+    rng = np.random.default_rng(seed)
+    emissions = rng.integers(-2, 3, size=(40, 12, 5)).astype(np.float32)
+    transitions = rng.integers(-1, 2, size=(5, 5)).astype(np.float32)
+    lengths = rng.integers(1, 13, size=40)
+    lengths[0] = 12
+    batch_tags, batch_scores = _viterbi_tags_innermost(emissions, transitions, lengths)
+    for row, length in enumerate(lengths):
+        alone_tags, alone_scores = viterbi_decode(emissions[row:row + 1, :length], transitions,
+                                                  lengths[row:row + 1])
+        assert alone_tags[0].tolist() == batch_tags[row, :length].tolist()
+        assert alone_scores[0] == batch_scores[row]
 
 
 def test_float32_log_norm_matches_float64():
