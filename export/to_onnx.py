@@ -21,12 +21,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pipeline  # noqa: F401  (quiets TensorFlow start-up logs)
-
 from export.graph import (add_sequence_lengths, add_transitions_output, name_dynamic_dims,
                           set_metadata)
-from export.validate import validate_export
 from export.viterbi_graph import add_viterbi_decode
+from pipeline import import_tensorflow_quietly
 
 DEFAULT_OPSET = 17
 FORMAT_VERSION = "1"
@@ -114,6 +112,9 @@ def main(argv=None) -> int:
     from pipeline.run_files import load_run, newest_run
 
     args = parse_args(argv)
+    import_tensorflow_quietly()
+    from export.validate import validate_export
+
     run_path = args.run or newest_run()
     if run_path is None:
         print("error: no finished run in runs/: train one with python -m pipeline.train",

@@ -1,6 +1,9 @@
 """Training and tuning orchestration."""
 import logging
 import os
+import re
+import sys
+import tempfile
 import warnings
 
 # Quiet TensorFlow's C++ start-up chatter (CUDA probing on CPU-only machines) before it loads.
@@ -9,3 +12,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
 # tf.function's retracing advice fires when each trial or epoch compiles a new model: expected.
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+# Lines TensorFlow 2.21 writes to stderr while loading, whatever TF_CPP_MIN_LOG_LEVEL says
+# (absl logs before its logging is initialised): they would open every command's output.
+_STARTUP_CHATTER = re.compile(r"absl::InitializeLog\(\) is called|cudart_stub\.cc.*"
+                              r"Could not find cuda drivers")
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its start-up chatter filtered out; any other line it writes
+    (a real warning or error) still reaches stderr. Call before the first TF import."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines():
+                if not _STARTUP_CHATTER.search(line):
+                    print(line, file=sys.stderr)

@@ -74,7 +74,8 @@ def sorted_batches(lengths, batch_size=BATCH_SIZE):
 
 # -- the Keras paths -------------------------------------------------------------------------
 def keras_path(spec: dict) -> dict:
-    import pipeline  # noqa: F401
+    from pipeline import import_tensorflow_quietly
+    import_tensorflow_quietly()
     from data.tags import entity_spans
     from data.viterbi import viterbi_decode
     from models.tagger import emissions_function

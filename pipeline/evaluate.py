@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import pipeline  # noqa: F401  (quiets TensorFlow start-up logs)
+from pipeline import import_tensorflow_quietly
 from data.formats import DataError, read_corpus
 from data.metrics import format_scores
 
@@ -15,6 +15,7 @@ def main(argv=None) -> int:
     parser.add_argument("--run", type=Path, required=True, help="run folder")
     parser.add_argument("--data", type=Path, required=True, help="tagged data file")
     args = parser.parse_args(argv)
+    import_tensorflow_quietly()
     from data.tf_input import encode_corpus
     from pipeline.predict import score_corpus
     from pipeline.run_files import load_run

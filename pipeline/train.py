@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from data.formats import DataError, read_corpus
+from pipeline import import_tensorflow_quietly
 from pipeline.config import MSRA_TEST, TrainConfig
 from pipeline.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, save_json,
                                 save_vocabularies, load_vocabularies, write_atomic)
@@ -237,6 +238,7 @@ def write_history(run: Path, rows: list[dict]) -> None:
 
 def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
     """Train into config.out; returns metrics (also written to metrics.json)."""
+    import_tensorflow_quietly()
     import keras
     import tensorflow as tf
 

@@ -20,7 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
-import pipeline  # noqa: F401  (quiets TensorFlow start-up logs)
+from pipeline import import_tensorflow_quietly
 from data.formats import DataError, read_corpus, write_columns
 from pipeline.config import MSRA_DEV, MSRA_TRAIN, TrainConfig
 
@@ -138,6 +138,7 @@ def report(tuner, args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import_tensorflow_quietly()
     from tuning.search import RunTuner, make_oracle
 
     try:

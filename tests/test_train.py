@@ -74,6 +74,32 @@ def test_unknown_flag_value_and_bad_data_exit_2_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_training_output_has_no_tensorflow_startup_chatter(trained_run):
+    _, result = trained_run
+    assert "cudart_stub" not in result.stderr
+    assert "absl::InitializeLog" not in result.stderr
+
+
+def test_quiet_import_keeps_every_other_stderr_line(tmp_path):
+    """A stand-in tensorflow writes the start-up chatter and one real warning to fd 2."""
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import os\n"
+        "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are "
+        "written to STDERR\\n')\n"
+        "os.write(2, b'I0000 00:00:1 1 cudart_stub.cc:31] Could not find cuda drivers on your "
+        "machine, GPU will not be used.\\n')\n"
+        "os.write(2, b'W real warning: kept\\n')\n", encoding="utf-8")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from pipeline import import_tensorflow_quietly as q; q(); q(); print('imported')")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "imported\n"
+    assert result.stderr == "W real warning: kept\n"
+
+
 def comparable_history(out):
     return [{k: v for k, v in row.items() if k != "seconds"}
             for row in csv.DictReader(open(out / "history.csv"))]
