@@ -181,6 +181,16 @@ def run(args, tagger: Tagger, sink, model: Path) -> tuple[int, int]:
     return lines, chars
 
 
+def output_mode(path: Path) -> int:
+    """OUT's permissions: those of the file it replaces, else what open() would give.
+    mkstemp makes its file private (0600), which the rename would otherwise hand on."""
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     model = args.model or default_model_path()
@@ -206,6 +216,7 @@ def main(argv=None) -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             handle, partial = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.",
                                                suffix=".partial")
+            os.chmod(partial, output_mode(args.out))
             with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as sink:
                 lines, chars = run(args, tagger, sink, model)
             os.replace(partial, args.out)

@@ -183,6 +183,22 @@ def test_cli_missing_model_or_input_is_a_clear_error(exported, tmp_path):
 
 
 @pytest.mark.slow
+def test_cli_output_gets_ordinary_permissions(exported, tmp_path):
+    """Written through a private temporary file, OUT must still be readable as any new file
+    is (umask), and replacing a file keeps that file's permissions."""
+    source = tmp_path / "in.txt"
+    source.write_text("北京\n", encoding="utf-8")
+    reference = tmp_path / "reference.txt"
+    reference.write_text("")
+    out = tmp_path / "out.jsonl"
+    assert tag_cli(exported[0], source, "-o", out).returncode == 0
+    assert out.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
+    out.chmod(0o640)
+    assert tag_cli(exported[0], source, "-o", out).returncode == 0
+    assert out.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.slow
 def test_killing_serve_tag_leaves_no_partial_output(exported, tmp_path):
     source = tmp_path / "big.txt"
     line = "中华人民共和国国务院总理周恩来在外交部长陈毅的陪同下访问了埃塞俄比亚。\n"
