@@ -40,9 +40,12 @@ class CharVocab:
     def encode(self, text: str) -> np.ndarray:
         return self._table[code_points(text)]
 
+    def ids_of_points(self, points: np.ndarray) -> np.ndarray:
+        return self._table[points]
+
     def encode_padded(self, texts: list[str], lengths: np.ndarray, width: int) -> np.ndarray:
         """[len(texts), width] ids, 0-padded: one lookup for the whole batch."""
-        return _scatter(self._table[code_points("".join(texts))], lengths, width)
+        return scatter(self._table[code_points("".join(texts))], lengths, width)
 
 
 class BigramVocab:
@@ -67,13 +70,18 @@ class BigramVocab:
         points = code_points(text).astype(np.int64)
         return self._lookup(points, np.append(points[1:], _END))
 
+    def ids_of_points(self, points: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Ids of the texts concatenated (their code points, int64) with these lengths."""
+        following = np.append(points[1:], _END)
+        lengths = np.asarray(lengths)
+        ends = np.cumsum(lengths)[lengths > 0] - 1
+        following[ends] = _END  # each text's last character pairs with the end mark
+        return self._lookup(points, following)
+
     def encode_padded(self, texts: list[str], lengths: np.ndarray, width: int) -> np.ndarray:
         """[len(texts), width] ids, 0-padded: one search for the whole batch."""
         points = code_points("".join(texts)).astype(np.int64)
-        following = np.append(points[1:], _END)
-        ends = np.cumsum(lengths)[lengths > 0] - 1
-        following[ends] = _END  # each text's last character pairs with the end mark
-        return _scatter(self._lookup(points, following), lengths, width)
+        return scatter(self.ids_of_points(points, lengths), lengths, width)
 
     def _lookup(self, points: np.ndarray, following: np.ndarray) -> np.ndarray:
         if points.size == 0:
@@ -87,9 +95,10 @@ class BigramVocab:
         return np.where(found, self._ids_of_sorted[where], UNK_ID).astype(np.int32)
 
 
-def _scatter(flat_ids: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
-    padded = np.full((len(lengths), width), PAD_ID, dtype=np.int32)
-    padded[np.arange(width)[None, :] < np.asarray(lengths)[:, None]] = flat_ids
+def scatter(flat_rows: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """Rows of texts laid end to end -> [len(lengths), width, ...], padded with 0."""
+    padded = np.full((len(lengths), width) + flat_rows.shape[1:], PAD_ID, dtype=flat_rows.dtype)
+    padded[np.arange(width)[None, :] < np.asarray(lengths)[:, None]] = flat_rows
     return padded
 
 

@@ -1,6 +1,8 @@
 """`python -m export.to_onnx`: export a trained run to one self-contained ONNX file.
 
-The graph: `char_ids` (+ `bigram_ids`) int32 [batch, time] -> `emissions` float32
+The graph: `char_ids` (+ `bigram_ids`) int32 [batch, time] (+ the lexicon inputs
+`lexicon_flags` uint8, `lexicon_word_ids` int32, `lexicon_word_weights` float32
+[batch, time, width]) -> `emissions` float32
 [batch, time, num_tags] and `transitions` [num_tags, num_tags]; with --decode-in-graph also
 `tag_ids` int32 [batch, time] (Viterbi in the graph, 0 past each length).
 Pad id is 0; sequence lengths are computed in the graph and
@@ -15,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+from data.encoding import encoder_description, lexicon_json_of
 from export.graph import (add_sequence_lengths, add_transitions_output, name_dynamic_dims,
                           set_metadata)
 from export.viterbi_graph import add_viterbi_decode
@@ -54,9 +58,7 @@ def convert(model, opset: int, decode_in_graph: bool = False):
     import tf2onnx
 
     unmasked = model.unmasked_copy()
-    signature = {"char_ids": tf.TensorSpec([None, None], tf.int32, name="char_ids")}
-    if unmasked.uses_bigrams:
-        signature["bigram_ids"] = tf.TensorSpec([None, None], tf.int32, name="bigram_ids")
+    signature = unmasked.input_specs()
 
     @tf.function(input_signature=[signature])
     def emissions_of(inputs):
@@ -73,17 +75,23 @@ def convert(model, opset: int, decode_in_graph: bool = False):
 
 
 def metadata_for(run) -> dict:
-    return {
+    """Everything serve needs to tag with the file alone, the lexicon's words included."""
+    description = encoder_description(run.encoder)
+    metadata = {
         "ner.format_version": FORMAT_VERSION,
-        "ner.chars": json.dumps(run.chars.tokens[2:], ensure_ascii=False),
-        "ner.bigrams": json.dumps(run.bigrams.tokens[2:] if run.bigrams else None,
-                                  ensure_ascii=False),
+        "ner.chars": json.dumps(description["chars"], ensure_ascii=False),
+        "ner.bigrams": json.dumps(description["bigrams"], ensure_ascii=False),
+        "ner.lexicon_features": json.dumps(description["lexicon_features"], ensure_ascii=False),
         "ner.tags": json.dumps(run.tags.tags, ensure_ascii=False),
         "ner.max_len": str(run.config.max_len),
         "ner.config": json.dumps(run.config.__dict__, ensure_ascii=False),
         "ner.metrics": json.dumps(run.metrics, ensure_ascii=False),
         "ner.source_run": str(run.path),
     }
+    lexicon_json = lexicon_json_of(run.encoder)
+    if lexicon_json is not None:
+        metadata["ner.lexicon"] = lexicon_json
+    return metadata
 
 
 def write_onnx(run, out: Path, opset: int = DEFAULT_OPSET, decode_in_graph: bool = False):
@@ -100,11 +108,25 @@ def write_onnx(run, out: Path, opset: int = DEFAULT_OPSET, decode_in_graph: bool
     return model_proto, lstm_nodes
 
 
+class _QuietPreprocessingAdvice(logging.Filter):
+    """ONNX Runtime's quantizer logs `Please consider to run pre-processing before
+    quantization` on the root logger for every model: advice for CNNs (shape inference for
+    conv graphs), not an error; our int8 file is checked against fp32 on dev right after."""
+
+    def filter(self, record):
+        return "pre-processing before quantization" not in record.getMessage()
+
+
 def quantize_int8(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["LSTM", "MatMul", "Gather"])
+    quiet = _QuietPreprocessingAdvice()
+    logging.getLogger().addFilter(quiet)
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["LSTM", "MatMul", "Gather"])
+    finally:
+        logging.getLogger().removeFilter(quiet)
 
 
 def main(argv=None) -> int:

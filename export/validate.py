@@ -54,11 +54,9 @@ def max_valid_difference(batches) -> float:
 
 
 def decode_all(session, corpus: EncodedCorpus, batch_size: int = 128) -> list[np.ndarray]:
-    transitions = session.run(["transitions"], {name: np.ones((1, 1), np.int32)
-                                                for name in _input_names(session)})[0]
     predicted = [None] * len(corpus)
     for indices, inputs in inference_batches(corpus, batch_size):
-        emissions = session.run(["emissions"], inputs)[0]
+        emissions, transitions = session.run(["emissions", "transitions"], inputs)
         lengths = np.array([len(corpus.char_ids[i]) for i in indices])
         tag_ids, _ = viterbi_decode(emissions, transitions, lengths)
         for row, index in enumerate(indices):
@@ -75,14 +73,10 @@ def in_graph_tags(session, corpus: EncodedCorpus, batch_size: int = 128) -> list
     return predicted
 
 
-def _input_names(session) -> list[str]:
-    return [value.name for value in session.get_inputs()]
-
-
 def validate_export(run, paths: list[Path], dev_path: Path, atol: float, log=print) -> bool:
     from pipeline.predict import predict_tag_ids
 
-    dev = encode_corpus(read_corpus(dev_path).sentences, run.chars, run.tags, run.bigrams)
+    dev = encode_corpus(read_corpus(dev_path).sentences, run.encoder, run.tags)
     keras_fn = emissions_function(run.model)
     keras_tags = predict_tag_ids(run.model, dev)
     gold = [run.tags.decode(ids) for ids in dev.tag_ids]

@@ -1,7 +1,8 @@
 """The Bi-LSTM-CRF tagger as a Keras 3 model.
 
-char_ids (+ bigram_ids) -> Embedding(s), concatenated -> dropout -> `layers` x Bi-LSTM ->
-dropout -> Dense(num_tags) = emissions; a CRF layer holds the transitions. Training
+char_ids (+ bigram_ids) -> Embedding(s), concatenated with the lexicon inputs (B/M/E/S flags
+as 0/1 values; per-set weighted averages of word embeddings) -> dropout -> `layers` x Bi-LSTM
+-> dropout -> Dense(num_tags) = emissions; a CRF layer holds the transitions. Training
 minimises the CRF negative log-likelihood; `call` returns emissions, decoding is Viterbi.
 
 `masked=False` builds the same network without Keras masking: the form exported to ONNX,
@@ -15,6 +16,8 @@ import weakref
 import keras
 import tensorflow as tf
 
+from data.encoding import BIGRAM_IDS, CHAR_IDS
+from data.lexicon_features import FLAGS, SETS, WORD_IDS, WORD_WEIGHTS
 from data.vocab import PAD_ID
 from models.crf import CRF, crf_log_likelihood
 
@@ -28,13 +31,19 @@ class BiLSTMCRF(keras.Model):
     def __init__(self, num_chars: int, num_tags: int, embedding_dim: int = 128,
                  hidden_size: int = 128, layers: int = 1, dropout: float = 0.3,
                  embedding_dropout: float = 0.5, num_bigrams: int = 0, bigram_dim: int = 0,
-                 masked: bool = True, **kwargs):
+                 num_lexicon_flags: int = 0, num_words: int = 0, word_dim: int = 0,
+                 word_top_k: int = 0, masked: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.settings = dict(num_chars=num_chars, num_tags=num_tags, embedding_dim=embedding_dim,
                              hidden_size=hidden_size, layers=layers, dropout=dropout,
                              embedding_dropout=embedding_dropout, num_bigrams=num_bigrams,
-                             bigram_dim=bigram_dim, masked=masked)
+                             bigram_dim=bigram_dim, num_lexicon_flags=num_lexicon_flags,
+                             num_words=num_words, word_dim=word_dim, word_top_k=word_top_k,
+                             masked=masked)
         self.uses_bigrams = num_bigrams > 0 and bigram_dim > 0
+        self.uses_words = num_words > 0 and word_dim > 0 and word_top_k > 0
+        self.word_embedding = (keras.layers.Embedding(num_words, word_dim, name="word_embedding")
+                               if self.uses_words else None)
         self.char_embedding = keras.layers.Embedding(num_chars, embedding_dim, mask_zero=masked,
                                                      name="char_embedding")
         self.bigram_embedding = (keras.layers.Embedding(num_bigrams, bigram_dim,
@@ -57,15 +66,45 @@ class BiLSTMCRF(keras.Model):
     def call(self, inputs, training=False):
         char_ids = inputs["char_ids"]
         features = self.char_embedding(char_ids)
+        parts = [features]
         if self.uses_bigrams:
-            features = keras.ops.concatenate(
-                [features, self.bigram_embedding(inputs["bigram_ids"])], axis=-1)
+            parts.append(self.bigram_embedding(inputs[BIGRAM_IDS]))
+        if self.settings["num_lexicon_flags"]:
+            parts.append(tf.cast(inputs[FLAGS], features.dtype))
+        if self.uses_words:
+            parts.append(self.word_set_vectors(inputs[WORD_IDS], inputs[WORD_WEIGHTS]))
+        features = keras.ops.concatenate(parts, axis=-1) if len(parts) > 1 else features
         mask = keras.ops.not_equal(char_ids, PAD_ID) if self.settings["masked"] else None
         features = self.embedding_dropout(features, training=training)
         for layer in self.recurrent:
             features = layer(features, mask=mask, training=training)
         features = self.output_dropout(features, training=training)
         return self.crf(self.emission_dense(features))
+
+    def word_set_vectors(self, word_ids, word_weights):
+        """[batch, time, 4 * word_dim]: per B/M/E/S set, the weighted sum of its words'
+        embeddings (SoftLexicon's set vectors; weights come normalised from the encoder)."""
+        weighted = self.word_embedding(word_ids) * word_weights[..., None]
+        top_k, word_dim = self.settings["word_top_k"], self.settings["word_dim"]
+        leading = tf.shape(word_ids)[:2]
+        per_set = tf.reshape(weighted, tf.concat([leading, [len(SETS), top_k, word_dim]], 0))
+        return tf.reshape(tf.reduce_sum(per_set, axis=3),
+                          tf.concat([leading, [len(SETS) * word_dim]], 0))
+
+    def input_specs(self) -> dict[str, tf.TensorSpec]:
+        """Name -> TensorSpec of every input, batch and time dynamic."""
+        specs = {CHAR_IDS: tf.TensorSpec([None, None], tf.int32, name=CHAR_IDS)}
+        if self.uses_bigrams:
+            specs[BIGRAM_IDS] = tf.TensorSpec([None, None], tf.int32, name=BIGRAM_IDS)
+        if self.settings["num_lexicon_flags"]:
+            specs[FLAGS] = tf.TensorSpec([None, None, self.settings["num_lexicon_flags"]],
+                                         tf.uint8, name=FLAGS)
+        if self.uses_words:
+            slots = len(SETS) * self.settings["word_top_k"]
+            specs[WORD_IDS] = tf.TensorSpec([None, None, slots], tf.int32, name=WORD_IDS)
+            specs[WORD_WEIGHTS] = tf.TensorSpec([None, None, slots], tf.float32,
+                                                name=WORD_WEIGHTS)
+        return specs
 
     def crf_loss(self, inputs, tag_ids, training):
         emissions = self(inputs, training=training)
@@ -95,10 +134,8 @@ class BiLSTMCRF(keras.Model):
         return cls(**config)
 
     def input_example(self, batch: int = 1, time: int = 2) -> dict:
-        example = {"char_ids": tf.ones((batch, time), tf.int32)}
-        if self.uses_bigrams:
-            example["bigram_ids"] = tf.ones((batch, time), tf.int32)
-        return example
+        return {name: tf.ones([batch, time] + spec.shape[2:].as_list(), spec.dtype)
+                for name, spec in self.input_specs().items()}
 
     def unmasked_copy(self) -> "BiLSTMCRF":
         """The same weights in a network without Keras masking (for export)."""
@@ -115,9 +152,7 @@ def emissions_function(model: BiLSTMCRF):
     """A compiled inference function: inputs dict -> emissions, shapes left dynamic (cached)."""
     if model in _compiled:
         return _compiled[model]
-    signature = {"char_ids": tf.TensorSpec([None, None], tf.int32)}
-    if model.uses_bigrams:
-        signature["bigram_ids"] = tf.TensorSpec([None, None], tf.int32)
+    signature = model.input_specs()
 
     @tf.function(input_signature=[signature], reduce_retracing=True)
     def emissions(inputs):

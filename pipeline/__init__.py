@@ -16,7 +16,7 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 # Lines TensorFlow 2.21 writes to stderr while loading, whatever TF_CPP_MIN_LOG_LEVEL says
 # (absl logs before its logging is initialised): they would open every command's output.
 _STARTUP_CHATTER = re.compile(r"absl::InitializeLog\(\) is called|cudart_stub\.cc.*"
-                              r"Could not find cuda drivers")
+                              r"Could not find cuda drivers|oneDNN custom operations are on")
 
 
 def import_tensorflow_quietly() -> None:

@@ -87,13 +87,7 @@ def keras_path(spec: dict) -> dict:
     compiled = emissions_function(run.model)
     transitions = run.model.crf.transitions.numpy()
 
-    def encode(batch_texts):
-        lengths = np.array([len(t) for t in batch_texts])
-        width = int(lengths.max())
-        inputs = {"char_ids": run.chars.encode_padded(batch_texts, lengths, width)}
-        if run.bigrams:
-            inputs["bigram_ids"] = run.bigrams.encode_padded(batch_texts, lengths, width)
-        return inputs
+    encode = run.encoder.encode_padded
 
     def emissions_of(inputs):
         if use_predict:

@@ -24,9 +24,15 @@ class TrainConfig:
     embedding_dropout: float = 0.5
     bigrams: bool = True
     bigram_dim: int = 64
+    # lexicon: "jieba" (jieba 0.42.1's dictionary), a word-list file, or "none"
+    lexicon: str = "jieba"
+    lexicon_features: str = "flags"  # flags | words | both | none (data/lexicon_features.py)
+    word_dim: int = 32  # word embedding size ("words"/"both")
+    word_top_k: int = 3  # words kept per B/M/E/S set, most frequent first
     # vocabulary
     char_min_count: int = 1
     bigram_min_count: int = 2
+    word_min_count: int = 2  # lexicon words matched this often in train get their own row
     # training
     unk_rate: float = 0.15  # share of input ids replaced by <unk> while training (word dropout)
     batch_size: int = 32
@@ -35,6 +41,9 @@ class TrainConfig:
     clipnorm: float = 5.0
     weight_average: float = 0.999  # decay of the weight average used for dev and the saved model; 0: off
     epochs: int = 14
+    # an epoch is at least this many steps: a small training set is passed over several times
+    # per epoch (data/tf_input.py passes_per_epoch); 0 = one pass an epoch, as before
+    epoch_min_steps: int = 1000
     patience: int = 3  # epochs without a better dev F1 before stopping
     max_len: int = 200  # longer training sentences are cut into chunks of at most this
     seed: int = 42
@@ -51,6 +60,10 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{path}: unknown config keys {unknown}")
         return cls(**values)
+
+    @property
+    def uses_lexicon(self) -> bool:
+        return self.lexicon != "none" and self.lexicon_features != "none"
 
     def model_settings(self) -> dict:
         return dict(embedding_dim=self.embedding_dim, hidden_size=self.hidden_size,

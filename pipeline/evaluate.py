@@ -22,7 +22,7 @@ def main(argv=None) -> int:
 
     try:
         run = load_run(args.run)
-        corpus = encode_corpus(read_corpus(args.data).sentences, run.chars, run.tags, run.bigrams)
+        corpus = encode_corpus(read_corpus(args.data).sentences, run.encoder, run.tags)
     except (DataError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -6,11 +6,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.vocab import BigramVocab, CharVocab, TagVocab
+from data.encoding import (InputEncoder, encoder_description, encoder_from_description,
+                           lexicon_json_of)
+from data.vocab import TagVocab
 from pipeline.config import TrainConfig
 
-MODEL, CONFIG, VOCAB, TAGS, METRICS, HISTORY = (
-    "model.keras", "config.json", "vocab.json", "tags.json", "metrics.json", "history.csv")
+MODEL, CONFIG, VOCAB, TAGS, METRICS, HISTORY, LEXICON = (
+    "model.keras", "config.json", "vocab.json", "tags.json", "metrics.json", "history.csv",
+    "lexicon.json")
 CHECKPOINT_DIR = "checkpoint"  # last finished epoch, for --resume
 
 
@@ -24,18 +27,22 @@ def save_json(path: Path, value) -> None:
     write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
-def save_vocabularies(run: Path, chars: CharVocab, bigrams: BigramVocab | None,
-                      tags: TagVocab) -> None:
-    save_json(run / VOCAB, {"chars": chars.tokens[2:],
-                            "bigrams": bigrams.tokens[2:] if bigrams else None})
+def save_vocabularies(run: Path, encoder: InputEncoder, tags: TagVocab) -> None:
+    """vocab.json (chars, bigrams, lexicon feature settings and word rows), tags.json, and
+    lexicon.json: the exact lexicon the run used, so the run reproduces and serves alone."""
+    save_json(run / VOCAB, encoder_description(encoder))
+    lexicon_json = lexicon_json_of(encoder)
+    if lexicon_json is not None:
+        write_atomic(run / LEXICON, lexicon_json)
     save_json(run / TAGS, tags.tags)
 
 
-def load_vocabularies(run: Path) -> tuple[CharVocab, BigramVocab | None, TagVocab]:
-    vocab = json.loads((run / VOCAB).read_text(encoding="utf-8"))
-    bigrams = BigramVocab(vocab["bigrams"]) if vocab.get("bigrams") else None
+def load_vocabularies(run: Path) -> tuple[InputEncoder, TagVocab]:
+    description = json.loads((run / VOCAB).read_text(encoding="utf-8"))
+    lexicon_path = run / LEXICON
+    lexicon_json = lexicon_path.read_text(encoding="utf-8") if lexicon_path.exists() else None
     tags = TagVocab(json.loads((run / TAGS).read_text(encoding="utf-8")))
-    return CharVocab(vocab["chars"]), bigrams, tags
+    return encoder_from_description(description, lexicon_json), tags
 
 
 @dataclass
@@ -43,8 +50,7 @@ class TrainedRun:
     path: Path
     config: TrainConfig
     model: object  # models.tagger.BiLSTMCRF
-    chars: CharVocab
-    bigrams: BigramVocab | None
+    encoder: InputEncoder
     tags: TagVocab
     metrics: dict
 
@@ -58,11 +64,11 @@ def load_run(run: str | Path) -> TrainedRun:
     missing = [name for name in (MODEL, CONFIG, VOCAB, TAGS) if not (run / name).exists()]
     if missing:
         raise FileNotFoundError(f"{run}: not a finished run folder (missing {', '.join(missing)})")
-    chars, bigrams, tags = load_vocabularies(run)
+    encoder, tags = load_vocabularies(run)
     metrics_path = run / METRICS
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     model = keras.models.load_model(run / MODEL, compile=False)
-    return TrainedRun(run, TrainConfig.load(run / CONFIG), model, chars, bigrams, tags, metrics)
+    return TrainedRun(run, TrainConfig.load(run / CONFIG), model, encoder, tags, metrics)
 
 
 def newest_run(root: Path = Path("runs")) -> Path | None:

@@ -42,7 +42,8 @@ def parse_args(argv):
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last finished epoch")
     for field in fields(TrainConfig):
-        if field.name in ("train", "dev", "test", "out", "bigrams", "strict"):
+        if field.name in ("train", "dev", "test", "out", "bigrams", "strict", "lexicon",
+                          "lexicon_features"):
             continue
         kind = {"int": int, "float": float}[field.type]
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, dest=field.name,
@@ -50,6 +51,15 @@ def parse_args(argv):
     parser.add_argument("--bigrams", dest="bigrams", action="store_true", default=None,
                         help="add char-bigram embeddings (default on)")
     parser.add_argument("--no-bigrams", dest="bigrams", action="store_false")
+    parser.add_argument("--lexicon", metavar="FILE",
+                        help="word list for lexicon features: one `word [frequency] [type]` a "
+                        "line (default: jieba 0.42.1's dictionary, fetched from the package "
+                        "registry)")
+    parser.add_argument("--no-lexicon", dest="lexicon", action="store_const", const="none",
+                        help="no lexicon features")
+    parser.add_argument("--lexicon-features", choices=["flags", "words", "both", "none"],
+                        help="B/M/E/S flags by type class and length, frequency-weighted word "
+                        "embeddings, both, or none (= --no-lexicon) (default flags)")
     parser.add_argument("--strict", action="store_true", default=None,
                         help="refuse data with invalid BMES transitions")
     return parser.parse_args(argv)
@@ -87,25 +97,44 @@ def load_data(config: TrainConfig):
 
 
 def build_vocabularies(config: TrainConfig, corpora):
+    """The input encoder and tag set, from the training data only (and the lexicon)."""
+    from data.encoding import InputEncoder
+    from data.lexicon import load_lexicon
+    from data.lexicon_features import LexiconFeatures, build_word_vocab
     from data.tags import tag_set
     from data.vocab import BigramVocab, CharVocab, TagVocab
 
     texts = [s.text for s in corpora["train"].sentences]
     chars = CharVocab.build(texts, config.char_min_count)
     bigrams = BigramVocab.build(texts, config.bigram_min_count) if config.bigrams else None
+    features = None
+    lexicon = load_lexicon(config.lexicon) if config.uses_lexicon else None
+    if lexicon is not None:
+        features = LexiconFeatures(lexicon, config.lexicon_features, top_k=config.word_top_k)
+        if features.uses_words:
+            word_vocab = build_word_vocab(features.matcher, texts, config.word_min_count)
+            features = LexiconFeatures(lexicon, config.lexicon_features, word_vocab,
+                                       config.word_top_k)
     # Tags from every given file: a type seen only in dev must still be encodable.
     tags = TagVocab(tag_set(s.tags for corpus in corpora.values() for s in corpus.sentences))
-    return chars, bigrams, tags
+    return InputEncoder(chars, bigrams, features), tags
 
 
-def build_model(config: TrainConfig, chars, bigrams, tags):
+def build_model(config: TrainConfig, encoder, tags):
     import keras
 
     from models.tagger import BiLSTMCRF
 
-    model = BiLSTMCRF(num_chars=len(chars), num_tags=len(tags),
-                      num_bigrams=len(bigrams) if bigrams else 0,
-                      bigram_dim=config.bigram_dim if bigrams else 0, **config.model_settings())
+    lexicon = encoder.lexicon
+    uses_words = bool(lexicon and lexicon.uses_words)
+    model = BiLSTMCRF(num_chars=len(encoder.chars), num_tags=len(tags),
+                      num_bigrams=len(encoder.bigrams) if encoder.bigrams else 0,
+                      bigram_dim=config.bigram_dim if encoder.bigrams else 0,
+                      num_lexicon_flags=lexicon.num_flags if lexicon else 0,
+                      num_words=lexicon.num_words if uses_words else 0,
+                      word_dim=config.word_dim if uses_words else 0,
+                      word_top_k=config.word_top_k if uses_words else 0,
+                      **config.model_settings())
     model(model.input_example())
     model.compile(optimizer=keras.optimizers.Adam(config.lr, clipnorm=config.clipnorm or None))
     return model
@@ -242,6 +271,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
     import keras
     import tensorflow as tf
 
+    from data.encoding import describe
     from data.tf_input import encode_corpus
 
     run = Path(config.out)
@@ -250,24 +280,23 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
     corpora = load_data(config)
     checkpoint_state = run / CHECKPOINT_DIR / "state.json"
     if resume and checkpoint_state.exists():
-        chars, bigrams, tags = load_vocabularies(run)
+        encoder, tags = load_vocabularies(run)
         model, average, state = load_checkpoint(run, config)
         log(f"resuming {run} after epoch {state['epochs_done']}")
     else:
         if resume:
             log(f"no checkpoint in {run}: starting from scratch")
         run.mkdir(parents=True, exist_ok=True)
-        chars, bigrams, tags = build_vocabularies(config, corpora)
-        model = build_model(config, chars, bigrams, tags)
+        encoder, tags = build_vocabularies(config, corpora)
+        model = build_model(config, encoder, tags)
         average = weight_average(model, config)
         config.save(run / CONFIG)
-        save_vocabularies(run, chars, bigrams, tags)
+        save_vocabularies(run, encoder, tags)
         state = {"epochs_done": 0, "best_f1": -1.0, "best_epoch": 0, "history": []}
-    encoded = {name: encode_corpus(corpus.sentences, chars, tags, bigrams,
+    encoded = {name: encode_corpus(corpus.sentences, encoder, tags,
                                    config.max_len if name == "train" else None)
                for name, corpus in corpora.items()}
-    log(f"{len(chars)} chars, {len(bigrams) if bigrams else 0} bigrams, {len(tags)} tags, "
-        f"{model.count_params():,} parameters")
+    log(f"{describe(encoder)}, {len(tags)} tags, {model.count_params():,} parameters")
 
     with GracefulInterrupt() as interrupt:
         run_epochs(config, run, model, average, encoded, tags, state, interrupt, log)
@@ -275,10 +304,14 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
 
 
 def run_epochs(config, run, model, average, encoded, tags, state, interrupt, log) -> None:
-    from data.tf_input import training_dataset
+    from data.tf_input import passes_per_epoch, training_dataset
     from pipeline.averaging import nothing_applied
     from pipeline.predict import score_corpus
 
+    passes = passes_per_epoch(len(encoded["train"]), config.batch_size, config.epoch_min_steps)
+    if passes > 1:
+        log(f"small training set: one epoch = {passes} passes over it "
+            f"(at least {config.epoch_min_steps} steps, --epoch-min-steps)")
     for epoch in range(state["epochs_done"], config.epochs):
         if epoch - state["best_epoch"] >= config.patience and state["best_epoch"] > 0:
             break
@@ -286,7 +319,7 @@ def run_epochs(config, run, model, average, encoded, tags, state, interrupt, log
         lr = config.learning_rate(epoch)
         model.optimizer.learning_rate.assign(lr)
         dataset, steps = training_dataset(encoded["train"], config.batch_size, config.seed,
-                                          epoch, config.unk_rate)
+                                          epoch, config.unk_rate, passes)
         progress = Progress(steps, epoch, config.epochs)
         callbacks = [progress.callback(), interrupt.callback()]
         callbacks += [average.callback()] if average else []

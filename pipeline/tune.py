@@ -32,6 +32,15 @@ def int_list(text: str) -> list[int]:
     return [int(part) for part in text.split(",")]
 
 
+def lexicon_kinds(text: str) -> list[str]:
+    kinds = text.split(",")
+    unknown = sorted(set(kinds) - {"none", "flags", "words", "both"})
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown kind(s) {', '.join(unknown)}: "
+                                         "choose from none, flags, words, both")
+    return kinds
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m pipeline.tune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,6 +61,10 @@ def parse_args(argv):
     parser.add_argument("--embedding-dims", type=int_list, help="default 32,64,128,256")
     parser.add_argument("--batch-sizes", type=int_list, help="default 32,64,128")
     parser.add_argument("--bigrams", choices=["both", "on", "off"], default="both")
+    parser.add_argument("--lexicon-features", type=lexicon_kinds,
+                        help="lexicon feature kinds to try (default none,flags,words,both)")
+    parser.add_argument("--lexicon", metavar="FILE",
+                        help="word list for the lexicon features (default jieba's dictionary)")
     return parser.parse_args(argv)
 
 
@@ -64,6 +77,8 @@ def search_space(args):
         if getattr(args, flag):
             setattr(space, name, getattr(args, flag))
     space.bigrams = {"both": [True, False], "on": [True], "off": [False]}[args.bigrams]
+    if args.lexicon_features:
+        space.lexicon_features = args.lexicon_features
     return space
 
 
@@ -73,6 +88,8 @@ def base_config(args) -> TrainConfig:
         prepare()
     config = TrainConfig(train=args.train or MSRA_TRAIN, dev=args.dev or MSRA_DEV, test=None,
                          epochs=args.epochs, patience=args.patience, seed=args.seed)
+    if args.lexicon:
+        config.lexicon = args.lexicon
     if args.train_limit:
         sentences = read_corpus(config.train).sentences[:args.train_limit]
         subset = args.out / f"train-first-{args.train_limit}.txt"

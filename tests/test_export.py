@@ -29,7 +29,9 @@ def test_graph_has_native_lstm_and_no_loop(exported):
         if node.op_type == "LSTM":
             assert node.input[4] == "sequence_lengths"
     inputs = {value.name: dims_of(value) for value in model.graph.input}
-    assert inputs == {"char_ids": ["batch", "time"], "bigram_ids": ["batch", "time"]}
+    # the default model reads the jieba lexicon's flags: 4 sets x (5 classes + 4 length buckets)
+    assert inputs == {"char_ids": ["batch", "time"], "bigram_ids": ["batch", "time"],
+                      "lexicon_flags": ["batch", "time", 36]}
     outputs = {value.name: dims_of(value) for value in model.graph.output}
     num_tags = len(json.loads(next(p.value for p in model.metadata_props if p.key == "ner.tags")))
     assert outputs == {"emissions": ["batch", "time", num_tags],
@@ -44,6 +46,8 @@ def test_metadata_is_enough_to_serve(exported, trained_run):
     vocab = json.loads((run / "vocab.json").read_text())
     assert json.loads(metadata["ner.chars"]) == vocab["chars"]
     assert json.loads(metadata["ner.bigrams"]) == vocab["bigrams"]
+    assert json.loads(metadata["ner.lexicon_features"]) == vocab["lexicon_features"]
+    assert metadata["ner.lexicon"] == (run / "lexicon.json").read_text(encoding="utf-8")
     assert json.loads(metadata["ner.config"])["hidden_size"] == 16
     assert "dev" in json.loads(metadata["ner.metrics"])
 
@@ -65,8 +69,7 @@ def keras_and_onnx(exported, trained_run):
 
     run = load_run(trained_run[0])
     session = ort.InferenceSession(str(exported[0]), providers=["CPUExecutionProvider"])
-    dev = encode_corpus(read_corpus(FIXTURES / "dev.txt").sentences, run.chars, run.tags,
-                        run.bigrams)
+    dev = encode_corpus(read_corpus(FIXTURES / "dev.txt").sentences, run.encoder, run.tags)
     return run, emissions_function(run.model), session, dev
 
 
@@ -121,6 +124,7 @@ def test_decode_in_graph_equals_numpy_viterbi(trained_run, tmp_path):
         char_ids[np.arange(time_steps)[None, :] >= lengths[:, None]] = 0
         emissions, transitions, tag_ids = session.run(
             ["emissions", "transitions", "tag_ids"],
-            {"char_ids": char_ids, "bigram_ids": char_ids})
+            {"char_ids": char_ids, "bigram_ids": char_ids,
+             "lexicon_flags": rng.integers(0, 2, size=(5, time_steps, 36)).astype(np.uint8)})
         expected, _ = viterbi_decode(emissions, transitions, lengths)
         np.testing.assert_array_equal(tag_ids, expected)

@@ -48,8 +48,8 @@ def test_reloaded_model_predicts_identically(trained_run):
     out, _ = trained_run
     first = load_run(out)
     second = load_run(out)
-    dev = encode_corpus(read_corpus(ROOT / "tests" / "fixtures" / "dev.txt").sentences, first.chars, first.tags,
-                        first.bigrams)
+    dev = encode_corpus(read_corpus(ROOT / "tests" / "fixtures" / "dev.txt").sentences, first.encoder,
+                        first.tags)
     ids_first = predict_tag_ids(first.model, dev)
     ids_second = predict_tag_ids(second.model, dev)
     assert all(np.array_equal(a, b) for a, b in zip(ids_first, ids_second))

@@ -125,13 +125,33 @@ def test_first_trial_is_the_default_configuration_when_the_space_holds_it(tmp_pa
     assert first == {"layers": default.layers, "hidden_size": default.hidden_size,
                      "embedding_dim": default.embedding_dim, "batch_size": default.batch_size,
                      "bigrams": int(default.bigrams), "dropout": default.dropout,
-                     "lr": default.lr}
+                     "lr": default.lr, "lexicon_features": default.lexicon_features}
     assert second != first
 
     narrowed = make_oracle(kind, SearchSpace(hidden_size=[32, 64]), max_trials=3, seed=1,
                            base=default)
     narrowed._set_project_dir(str(tmp_path), "narrowed")
     assert narrowed.create_trial("a").hyperparameters.values["hidden_size"] in (32, 64)
+
+
+def test_lexicon_choice_is_searched_and_none_turns_the_lexicon_off(tmp_path):
+    from pipeline.config import TrainConfig
+    from tuning.search import SearchSpace, make_oracle, reference_values, trial_config
+
+    plain = TrainConfig(lexicon="none")
+    hp = SearchSpace().declare()
+    assert reference_values(plain, hp)["lexicon_features"] == "none"
+    values = {**reference_values(TrainConfig(), hp), "lexicon_features": "none"}
+    config = trial_config(TrainConfig(), values, tmp_path / "t")
+    assert not config.uses_lexicon
+    values["lexicon_features"] = "both"
+    config = trial_config(TrainConfig(), values, tmp_path / "t")
+    assert config.uses_lexicon and config.lexicon_features == "both"
+    oracle = make_oracle("random", SearchSpace(), max_trials=12, seed=3, base=TrainConfig())
+    oracle._set_project_dir(str(tmp_path), "lexicon")
+    seen = {oracle.create_trial(str(i)).hyperparameters.values["lexicon_features"]
+            for i in range(12)}
+    assert len(seen) >= 3  # the choice is part of the space, not fixed
 
 
 def test_summary_compares_the_chosen_trial_with_the_default_configuration(tmp_path):

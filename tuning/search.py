@@ -44,6 +44,7 @@ class SearchSpace:
     embedding_dim: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     batch_size: list[int] = field(default_factory=lambda: [32, 64, 128])
     bigrams: list[bool] = field(default_factory=lambda: [True, False])
+    lexicon_features: list[str] = field(default_factory=lambda: ["none", "flags", "words", "both"])
     dropout: tuple[float, float] = (0.1, 0.5)
     lr: tuple[float, float] = (5e-4, 5e-3)
 
@@ -54,6 +55,7 @@ class SearchSpace:
         hp.Choice("embedding_dim", self.embedding_dim)
         hp.Choice("batch_size", self.batch_size)
         hp.Choice("bigrams", [int(b) for b in self.bigrams])
+        hp.Choice("lexicon_features", self.lexicon_features)
         hp.Float("dropout", *self.dropout, step=0.1)
         hp.Float("lr", *self.lr, sampling="log")
         return hp
@@ -61,7 +63,7 @@ class SearchSpace:
 
 # The hyperparameters searched, each named as its TrainConfig field, with that field's type.
 TUNED = {"layers": int, "hidden_size": int, "embedding_dim": int, "batch_size": int,
-         "bigrams": bool, "dropout": float, "lr": float}
+         "bigrams": bool, "lexicon_features": str, "dropout": float, "lr": float}
 
 
 def trial_config(base: TrainConfig, values: dict, out: Path) -> TrainConfig:
@@ -134,8 +136,10 @@ def reference_values(base: TrainConfig, hp: kt.HyperParameters) -> dict | None:
     # Keras Tuner holds the bigram switch as a Choice of 0/1.
     values = {name: int(getattr(base, name)) if field_type is bool else getattr(base, name)
               for name, field_type in TUNED.items()}
+    if not base.uses_lexicon:
+        values["lexicon_features"] = "none"
     for parameter in hp.space:
-        value = values[parameter.name]
+        value = values.get(parameter.name)
         if isinstance(parameter, kt.engine.hyperparameters.Choice):
             if value not in parameter.values:
                 return None

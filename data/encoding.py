@@ -1,0 +1,117 @@
+"""Text -> the network's inputs: one encoder for training, export validation and serving, so
+what the model is trained on is exactly what it is served (tested: train/serve parity).
+
+Inputs, each one row per character: `char_ids`, `bigram_ids` (models with bigrams), and the
+lexicon inputs of `data.lexicon_features` (models with a lexicon). Whole batches are encoded
+at once from the texts' code points: no per-character Python work.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from data.lexicon import Lexicon
+from data.lexicon_features import LexiconFeatures
+from data.vocab import BigramVocab, CharVocab, code_points, scatter
+
+CHAR_IDS, BIGRAM_IDS = "char_ids", "bigram_ids"
+
+
+class InputEncoder:
+    def __init__(self, chars: CharVocab, bigrams: BigramVocab | None = None,
+                 lexicon: LexiconFeatures | None = None):
+        self.chars, self.bigrams, self.lexicon = chars, bigrams, lexicon
+
+    def input_shapes(self) -> dict[str, tuple[int | None, str]]:
+        """Name -> (width per character or None for a scalar id, dtype), in input order."""
+        shapes = {CHAR_IDS: (None, "int32")}
+        if self.bigrams:
+            shapes[BIGRAM_IDS] = (None, "int32")
+        if self.lexicon:
+            shapes.update(self.lexicon.input_shapes())
+        return shapes
+
+    def encode_flat(self, texts: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Rows for all texts concatenated, and each text's length."""
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        points = code_points("".join(texts)).astype(np.int64)
+        flat = {CHAR_IDS: self.chars.ids_of_points(points)}
+        if self.bigrams:
+            flat[BIGRAM_IDS] = self.bigrams.ids_of_points(points, lengths)
+        if self.lexicon:
+            flat.update(self.lexicon.encode_flat(points, lengths))
+        return flat, lengths
+
+    def encode_padded(self, texts: list[str], width: int | None = None) -> dict[str, np.ndarray]:
+        """[len(texts), width, ...] per input, padded with 0 (PAD_ID, no word, no flag)."""
+        flat, lengths = self.encode_flat(texts)
+        width = int(lengths.max(initial=1)) if width is None else width
+        return {name: scatter(rows, lengths, width) for name, rows in flat.items()}
+
+    def encode_batches(self, texts: list[str], batch_size: int):
+        """Padded inputs of texts[i:i + batch_size] for each i, from one encode_flat call
+        (one matcher pass over many batches instead of one per batch)."""
+        flat, lengths = self.encode_flat(texts)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        for begin in range(0, len(texts), batch_size):
+            end = min(begin + batch_size, len(texts))
+            batch_lengths = lengths[begin:end]
+            width = int(batch_lengths.max(initial=1))
+            rows = slice(offsets[begin], offsets[end])
+            yield {name: scatter(values[rows], batch_lengths, width)
+                   for name, values in flat.items()}
+
+    def encode_each(self, texts: list[str]) -> dict[str, list[np.ndarray]]:
+        """Per input, one array per text (training keeps sentences apart to batch them)."""
+        flat, lengths = self.encode_flat(texts)
+        cuts = np.cumsum(lengths)[:-1]
+        return {name: np.split(rows, cuts) for name, rows in flat.items()}
+
+
+
+# -- the encoder as plain data: a run's vocab.json + lexicon.json, an ONNX file's metadata ----
+def encoder_description(encoder: InputEncoder) -> dict:
+    """Everything but the lexicon's words (stored apart: 6 MB for jieba), JSON-ready."""
+    description = {"chars": encoder.chars.tokens[2:],
+                   "bigrams": encoder.bigrams.tokens[2:] if encoder.bigrams else None,
+                   "lexicon_features": None}
+    if encoder.lexicon:
+        features = encoder.lexicon
+        description["lexicon_features"] = {"kind": features.kind, "top_k": features.top_k,
+                                           "words": features.word_vocab,
+                                           "source": features.lexicon.source}
+    return description
+
+
+def encoder_from_description(description: dict, lexicon_json: str | None) -> InputEncoder:
+    chars = CharVocab(description["chars"])
+    bigrams = BigramVocab(description["bigrams"]) if description.get("bigrams") else None
+    features = description.get("lexicon_features")
+    lexicon = None
+    if features:
+        if lexicon_json is None:
+            raise ValueError("the model uses a lexicon, but its words are missing")
+        lexicon = LexiconFeatures(Lexicon.from_json(lexicon_json), features["kind"],
+                                  features["words"], features["top_k"])
+    return InputEncoder(chars, bigrams, lexicon)
+
+
+def lexicon_json_of(encoder: InputEncoder) -> str | None:
+    return encoder.lexicon.lexicon.to_json() if encoder.lexicon else None
+
+
+def describe(encoder: InputEncoder) -> str:
+    """One line for logs: what the model reads."""
+    parts = [f"{len(encoder.chars)} chars",
+             f"{len(encoder.bigrams) if encoder.bigrams else 0} bigrams"]
+    if encoder.lexicon:
+        features = encoder.lexicon
+        parts.append(f"lexicon {features.lexicon.source} ({len(features.lexicon):,} words, "
+                     f"{features.kind}: {features.num_flags} flags, "
+                     f"{len(features.word_vocab):,} word rows)")
+    return ", ".join(parts)
+
+
+def to_json(value) -> str:
+    return json.dumps(value, ensure_ascii=False)

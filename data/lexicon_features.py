@@ -1,0 +1,137 @@
+"""Model inputs from lexicon matches, with fixed inner dimensions (so they export to ONNX).
+
+For each character, the lexicon words that begin (B), continue (M), end at (E) or are (S) it:
+  * `lexicon_flags` uint8 [chars, 4 * (classes + 4)]: per set, one flag per type class of the
+    words in it and one per length bucket (1-2, 3, 4, 5+ characters);
+  * `lexicon_word_ids` int32 [chars, 4 * k] and `lexicon_word_weights` float32 [chars, 4 * k]:
+    per set, its k most frequent words and SoftLexicon's weights 4 z(w) / Z, with z(w) =
+    log(1 + the lexicon's frequency) and Z the sum of z over every word kept at that
+    character (so a character's four set vectors are weighted averages).
+Word ids: 0 = no word, 1..classes = a word not in the model's word vocabulary (one shared row
+per type class, so the table stays small and unseen words still carry their class), then the
+vocabulary: lexicon words matched in the training text at least `min_count` times.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from data.lexicon import Lexicon, LexiconMatcher, LexiconMatches
+
+KINDS = ("none", "flags", "words", "both")
+SETS = "BMES"
+LENGTH_BUCKETS = 4  # 1-2, 3, 4, 5+ characters
+FLAGS, WORD_IDS, WORD_WEIGHTS = "lexicon_flags", "lexicon_word_ids", "lexicon_word_weights"
+
+
+def build_word_vocab(matcher: LexiconMatcher, train_texts: Sequence[str],
+                     min_count: int) -> list[str]:
+    """Lexicon words matched in the training text at least min_count times, most frequent
+    first (ties by the word): the words that get an embedding row of their own."""
+    counts = np.bincount(matcher.match(list(train_texts)).word_ids,
+                         minlength=len(matcher.lexicon))
+    kept = np.flatnonzero(counts >= min_count)
+    words = matcher.lexicon.words
+    return [words[i] for i in sorted(kept, key=lambda i: (-counts[i], words[i]))]
+
+
+class LexiconFeatures:
+    def __init__(self, lexicon: Lexicon, kind: str, word_vocab: list[str] | None = None,
+                 top_k: int = 3):
+        if kind not in KINDS[1:]:
+            raise ValueError(f"lexicon features {kind!r}: expected one of {', '.join(KINDS[1:])}")
+        self.lexicon, self.kind, self.top_k = lexicon, kind, top_k
+        self.matcher = LexiconMatcher(lexicon)
+        self.num_classes = len(lexicon.type_names)
+        self.uses_flags = kind in ("flags", "both")
+        self.uses_words = kind in ("words", "both")
+        self.word_vocab = list(word_vocab or [])
+        # lexicon word -> model word id: its own row if in the vocabulary, else its class's row
+        self.model_word_ids = lexicon.type_ids.astype(np.int32) + 1
+        if self.word_vocab:
+            index = {word: i for i, word in enumerate(lexicon.words)}
+            own = np.array([index[word] for word in self.word_vocab], dtype=np.int64)
+            self.model_word_ids[own] = np.arange(len(own), dtype=np.int32) + self.num_classes + 1
+        self.word_strength = np.log1p(lexicon.frequencies).astype(np.float32)
+
+    @property
+    def num_flags(self) -> int:
+        return len(SETS) * (self.num_classes + LENGTH_BUCKETS) if self.uses_flags else 0
+
+    @property
+    def num_words(self) -> int:
+        """Rows of the word embedding table (0 when words are not used)."""
+        return self.num_classes + 1 + len(self.word_vocab) if self.uses_words else 0
+
+    def input_shapes(self) -> dict[str, tuple[int, str]]:
+        """Name -> (per-character width, dtype) of each input these features add."""
+        shapes = {}
+        if self.uses_flags:
+            shapes[FLAGS] = (self.num_flags, "uint8")
+        if self.uses_words:
+            shapes[WORD_IDS] = (len(SETS) * self.top_k, "int32")
+            shapes[WORD_WEIGHTS] = (len(SETS) * self.top_k, "float32")
+        return shapes
+
+    def encode_flat(self, flat_points: np.ndarray, text_lengths: np.ndarray) -> dict:
+        """Per-character rows for the texts concatenated (flat_points: their code points)."""
+        matches = self.matcher.match_points(flat_points, text_lengths)
+        positions, sets, word_ids, lengths = set_members(matches)
+        out = {}
+        if self.uses_flags:
+            out[FLAGS] = self._flags(flat_points.size, positions, sets, word_ids, lengths)
+        if self.uses_words:
+            out[WORD_IDS], out[WORD_WEIGHTS] = self._top_words(flat_points.size, positions,
+                                                               sets, word_ids)
+        return out
+
+    def _flags(self, size, positions, sets, word_ids, lengths) -> np.ndarray:
+        width = self.num_classes + LENGTH_BUCKETS
+        flags = np.zeros((size, len(SETS), width), dtype=np.uint8)
+        flags[positions, sets, self.lexicon.type_ids[word_ids]] = 1
+        buckets = np.clip(lengths, 2, 5) - 2
+        flags[positions, sets, self.num_classes + buckets] = 1
+        return flags.reshape(size, len(SETS) * width)
+
+    def _top_words(self, size, positions, sets, word_ids):
+        k = self.top_k
+        ids = np.zeros((size, len(SETS), k), dtype=np.int32)
+        weights = np.zeros((size, len(SETS), k), dtype=np.float32)
+        strength = self.word_strength[word_ids]
+        group = positions * len(SETS) + sets
+        # strongest first within each (character, set); ties by lexicon id, so it is exact
+        order = np.lexsort((word_ids, -strength, group))
+        group, strength, word_ids = group[order], strength[order], word_ids[order]
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+        rank = np.arange(group.size) - np.repeat(starts, np.diff(np.r_[starts, group.size]))
+        kept = rank < k
+        rows, ranks = group[kept], rank[kept]
+        ids.reshape(-1, k)[rows, ranks] = self.model_word_ids[word_ids[kept]]
+        weights.reshape(-1, k)[rows, ranks] = strength[kept]
+        total = weights.sum(axis=(1, 2), keepdims=True)
+        weights = np.divide(len(SETS) * weights, total, out=np.zeros_like(weights),
+                            where=total > 0)
+        return ids.reshape(size, len(SETS) * k), weights.reshape(size, len(SETS) * k)
+
+
+def set_members(matches: LexiconMatches) -> tuple[np.ndarray, ...]:
+    """(character position, set index in BMES, lexicon word id, word length) for every
+    membership of a character in a set."""
+    single = matches.lengths == 1
+    multi = ~single
+    starts, lengths, ids = matches.starts[multi], matches.lengths[multi], matches.word_ids[multi]
+    middle_counts = lengths - 2
+    owner = np.repeat(np.arange(starts.size), middle_counts)
+    step = np.arange(owner.size) - np.repeat(np.cumsum(middle_counts) - middle_counts,
+                                             middle_counts) + 1
+    positions = np.concatenate([starts, starts[owner] + step, starts + lengths - 1,
+                                matches.starts[single]])
+    sets = np.concatenate([np.zeros(starts.size, np.int64), np.ones(owner.size, np.int64),
+                           np.full(starts.size, 2, np.int64), np.full(int(single.sum()), 3,
+                                                                      np.int64)])
+    word_ids = np.concatenate([ids, ids[owner], ids, matches.word_ids[single]])
+    word_lengths = np.concatenate([lengths, lengths[owner], lengths, np.ones(int(single.sum()),
+                                                                              np.int64)])
+    return positions, sets, word_ids, word_lengths
+

@@ -1,0 +1,267 @@
+"""The lexicon: reading word lists, the matcher against brute force, the features it feeds, and
+the same inputs in training and serving."""
+import json
+import subprocess
+import sys
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from data.formats import DataError, read_corpus
+from data.lexicon import (JIEBA_CLASS_NAMES, Lexicon, LexiconMatcher, load_lexicon,
+                          read_word_list)
+from data.lexicon_features import LENGTH_BUCKETS, SETS, LexiconFeatures, build_word_vocab
+from tests.conftest import FIXTURES, ROOT, run_module
+
+
+def brute_force_matches(texts, words):
+    """{(text index, start, length, word id)} by enumerating every substring."""
+    index = {word: i for i, word in enumerate(words)}
+    longest = max(map(len, words))
+    found = set()
+    for t, text in enumerate(texts):
+        for start in range(len(text)):
+            for end in range(start + 1, min(len(text), start + longest) + 1):
+                if text[start:end] in index:
+                    found.add((t, start, end - start, index[text[start:end]]))
+    return found
+
+
+def matcher_matches(matcher, texts):
+    result = matcher.match(texts)
+    offsets = np.cumsum([len(t) for t in texts]) - [len(t) for t in texts]
+    text_of = np.searchsorted(offsets, result.starts, side="right") - 1
+    return {(int(t), int(s - offsets[t]), int(n), int(w))
+            for t, s, n, w in zip(text_of, result.starts, result.lengths, result.word_ids)}
+
+
+def random_lexicon(rng, alphabet, size):
+    words = set()
+    while len(words) < size:
+        length = int(rng.integers(1, 7))
+        words.add("".join(rng.choice(list(alphabet), length)))
+    words = sorted(words)
+    return Lexicon(words, rng.integers(1, 1000, len(words)).astype(float),
+                   rng.integers(0, 3, len(words)).astype(np.int8), ["OTHER", "A", "B"], "random")
+
+
+def random_texts(rng, alphabet, count):
+    return ["".join(rng.choice(list(alphabet), int(rng.integers(0, 30)))) for _ in range(count)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matcher_equals_brute_force_on_random_texts_and_lexicons(seed):
+    rng = np.random.default_rng(seed)
+    alphabet = "abcd华东师范大学🙂"  # small alphabet: many overlapping matches; one non-BMP
+    lexicon = random_lexicon(rng, alphabet, int(rng.integers(5, 200)))
+    texts = random_texts(rng, alphabet, 40)
+    expected = brute_force_matches(texts, lexicon.words)
+    assert expected  # the case is not vacuous
+    assert matcher_matches(LexiconMatcher(lexicon), texts) == expected
+
+
+def test_matcher_equals_brute_force_with_jieba_on_real_text():
+    lexicon = load_lexicon("jieba")
+    texts = [s.text for s in read_corpus(FIXTURES / "dev.txt").sentences]
+    expected = brute_force_matches(texts, lexicon.words)
+    assert len(expected) > 1000
+    assert matcher_matches(LexiconMatcher(lexicon), texts) == expected
+
+
+def test_matches_never_cross_text_boundaries():
+    lexicon = Lexicon(["ab", "b", "a"], np.ones(3), np.zeros(3, np.int8), ["OTHER"], "t")
+    found = matcher_matches(LexiconMatcher(lexicon), ["a", "b", "", "ab"])
+    assert found == {(0, 0, 1, 2), (1, 0, 1, 1), (3, 0, 2, 0), (3, 0, 1, 2), (3, 1, 1, 1)}
+
+
+def brute_force_features(features, text):
+    """Flags and top-k words of one text, by loops over its substrings."""
+    lexicon = features.lexicon
+    classes = len(lexicon.type_names)
+    flags = np.zeros((len(text), len(SETS), classes + LENGTH_BUCKETS), np.uint8)
+    members = defaultdict(list)  # (position, set) -> lexicon ids
+    for _, start, length, word in brute_force_matches([text], lexicon.words):
+        if length == 1:
+            cells = [(start, 3)]
+        else:
+            cells = [(start, 0), (start + length - 1, 2)]
+            cells += [(p, 1) for p in range(start + 1, start + length - 1)]
+        for position, set_index in cells:
+            flags[position, set_index, lexicon.type_ids[word]] = 1
+            flags[position, set_index, classes + min(max(length, 2), 5) - 2] = 1
+            members[position, set_index].append(word)
+    k = features.top_k
+    ids = np.zeros((len(text), len(SETS), k), np.int32)
+    weights = np.zeros((len(text), len(SETS), k), np.float32)
+    for (position, set_index), words in members.items():
+        strongest = sorted(words, key=lambda w: (-features.word_strength[w], w))[:k]
+        for rank, word in enumerate(strongest):
+            ids[position, set_index, rank] = features.model_word_ids[word]
+            weights[position, set_index, rank] = features.word_strength[word]
+    totals = weights.sum(axis=(1, 2), keepdims=True)
+    weights = np.where(totals > 0, len(SETS) * weights / np.where(totals > 0, totals, 1), 0)
+    n = len(text)
+    return flags.reshape(n, len(SETS) * (classes + LENGTH_BUCKETS)), ids.reshape(n, len(SETS) * k), weights.reshape(n, len(SETS) * k)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_features_equal_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    alphabet = "abcde"
+    lexicon = random_lexicon(rng, alphabet, 60)
+    texts = random_texts(rng, alphabet, 25)
+    vocab = build_word_vocab(LexiconMatcher(lexicon), texts[:10], min_count=2)
+    features = LexiconFeatures(lexicon, "both", vocab, top_k=2)
+    from data.encoding import InputEncoder
+    from data.vocab import CharVocab
+    encoded = InputEncoder(CharVocab(list(alphabet)), None, features).encode_each(texts)
+    for row, text in enumerate(texts):
+        flags, ids, weights = brute_force_features(features, text)
+        np.testing.assert_array_equal(encoded["lexicon_flags"][row], flags)
+        np.testing.assert_array_equal(encoded["lexicon_word_ids"][row], ids)
+        np.testing.assert_allclose(encoded["lexicon_word_weights"][row], weights, rtol=1e-6)
+
+
+def test_word_vocab_is_words_seen_in_training_text_often_enough():
+    lexicon = Lexicon(["上海", "北京", "南京"], np.ones(3), np.array([2, 2, 2], np.int8),
+                      JIEBA_CLASS_NAMES, "t")
+    matcher = LexiconMatcher(lexicon)
+    assert build_word_vocab(matcher, ["上海北京上海", "南京"], min_count=2) == ["上海"]
+    features = LexiconFeatures(lexicon, "words", ["上海"], top_k=1)
+    # unseen words share their class's row (1 + class id); vocabulary words come after
+    assert features.model_word_ids.tolist() == [len(JIEBA_CLASS_NAMES) + 1, 3, 3]
+
+
+def test_word_list_forms(tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_text("# drugs and places\n阿司匹林 120 DRUG\n\n上海 LOC\n布洛芬 7\n新冠\n"
+                    "上海 99 ORG\n", encoding="utf-8")
+    lexicon = read_word_list(path)
+    assert lexicon.words == ["阿司匹林", "上海", "布洛芬", "新冠"]  # a repeated word keeps its first line
+    assert lexicon.frequencies.tolist() == [120, 1, 7, 1]
+    assert lexicon.type_names == ["OTHER", "DRUG", "LOC"]
+    assert [lexicon.type_names[i] for i in lexicon.type_ids] == ["DRUG", "LOC", "OTHER", "OTHER"]
+    assert Lexicon.from_json(lexicon.to_json()).__dict__.keys() == lexicon.__dict__.keys()
+    again = Lexicon.from_json(lexicon.to_json())
+    assert again.words == lexicon.words and again.type_names == lexicon.type_names
+    np.testing.assert_array_equal(again.frequencies, lexicon.frequencies)
+    np.testing.assert_array_equal(again.type_ids, lexicon.type_ids)
+
+
+BAD_LEXICONS = [
+    ("上海 1 LOC\n北京 2 LOC x\n", 2, "4 fields"),
+    ("上海 1 LOC\n\n北京 many LOC\n", 3, "frequency 'many' is not a number"),
+    ("上海 0\n", 1, "must be positive"),
+    ("上海 -3 LOC\n", 1, "must be positive"),
+    (b"\xe4\xb8\x8a\xe6\xb5\xb7\n\xff\xfe\n", 2, "invalid UTF-8"),
+]
+
+
+@pytest.mark.parametrize("content,line,message", BAD_LEXICONS,
+                         ids=["fields", "frequency", "zero", "negative", "utf8"])
+def test_bad_lexicon_line_is_named(tmp_path, content, line, message):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    with pytest.raises(DataError) as error:
+        read_word_list(path)
+    assert str(error.value).startswith(f"{path}:{line}: ") and message in str(error.value)
+
+
+def test_bad_lexicon_line_stops_training_with_file_line_and_exit_2(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_text("上海 1 LOC\n北京 two LOC\n", encoding="utf-8")
+    result = run_module("pipeline.train", "--train", FIXTURES / "train.txt", "--dev",
+                        FIXTURES / "dev.txt", "--out", tmp_path / "run", "--lexicon", path)
+    assert result.returncode == 2
+    assert f"error: {path}:2: frequency 'two' is not a number" in result.stderr
+    assert "Traceback" not in result.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n", encoding="utf-8")
+    result = run_module("pipeline.train", "--train", FIXTURES / "train.txt", "--dev",
+                        FIXTURES / "dev.txt", "--out", tmp_path / "run2", "--lexicon", empty)
+    assert result.returncode == 2 and f"{empty}: empty lexicon" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- train = serve ----------------------------------------------------------------------------
+@pytest.mark.slow
+def test_training_and_serving_feed_the_model_the_same_inputs(trained_run, exported):
+    """The tf.data side (encode_corpus + batch_arrays, from the run folder) and the Tagger
+    (from the ONNX file's metadata alone) build identical inputs for the same sentences."""
+    pytest.importorskip("tensorflow")
+    from data.tf_input import batch_arrays, encode_corpus
+    from pipeline.run_files import load_vocabularies
+    from serve.tagger import Tagger
+
+    run, _ = trained_run
+    encoder, tags = load_vocabularies(run)
+    assert encoder.lexicon is not None and encoder.lexicon.num_flags > 0  # the default: jieba
+    sentences = read_corpus(FIXTURES / "dev.txt").sentences[:40]
+    corpus = encode_corpus(sentences, encoder, tags)
+    tagger = Tagger.load(exported[0])
+    for indices in (np.arange(5), np.array([3, 17, 39, 0])):
+        training_inputs, _ = batch_arrays(corpus, indices)
+        served_inputs = tagger._encode_batch([sentences[i].text for i in indices])
+        assert training_inputs.keys() == served_inputs.keys()
+        assert "lexicon_flags" in served_inputs
+        for name in training_inputs:
+            assert training_inputs[name].dtype == served_inputs[name].dtype, name
+            np.testing.assert_array_equal(training_inputs[name], served_inputs[name])
+
+
+NO_LEXICON_FILE_READ = """
+import sys
+def refuse(event, args):
+    path = args[0] if event == "open" and isinstance(args[0], str) else ""
+    if "jieba" in path or path.endswith(("lexicon.json", "dict.txt")):
+        raise RuntimeError("serving opened a lexicon file: " + args[0])
+sys.addaudithook(refuse)
+from serve.tag import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_exported_file_alone_tags_with_its_lexicon(exported, tmp_path):
+    """A fresh process in an empty folder, which may open no lexicon file: the .onnx carries
+    the lexicon, and the tags equal the in-process Tagger's."""
+    import shutil
+
+    from serve.tagger import Tagger
+
+    model = tmp_path / "alone.onnx"
+    shutil.copy(exported[0], model)
+    texts = [s.text for s in read_corpus(FIXTURES / "dev.txt").sentences[:30]]
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", NO_LEXICON_FILE_READ, str(source), "--model",
+                             str(model), "--format", "bmeo"], capture_output=True, text=True,
+                            cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = [" ".join(tags) for tags in Tagger.load(model).tag_bmeo(texts)]
+    assert result.stdout.splitlines() == expected
+    metadata = Tagger.load(model).metadata
+    assert json.loads(metadata["ner.lexicon"])["source"] == "jieba-0.42.1"
+
+
+@pytest.mark.slow
+def test_no_lexicon_trains_exports_and_serves(tmp_path):
+    from tests.conftest import train_command
+
+    run = tmp_path / "plain"
+    result = subprocess.run(train_command(run, 1, "--no-lexicon"), capture_output=True,
+                            text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (run / "lexicon.json").exists()
+    assert json.loads((run / "vocab.json").read_text())["lexicon_features"] is None
+    model = tmp_path / "plain.onnx"
+    result = run_module("export.to_onnx", "--run", run, "--out", model)
+    assert result.returncode == 0 and "validation passed" in result.stdout, result.stderr[-2000:]
+    import onnx
+    assert [value.name for value in onnx.load(model).graph.input] == ["char_ids", "bigram_ids"]
+    result = run_module("serve.tag", FIXTURES / "dev.txt", "--model", model, "--format", "bmeo")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = (FIXTURES / "dev.txt").read_text(encoding="utf-8").split("\n")
+    assert len(result.stdout.splitlines()) == len(lines) - 1
