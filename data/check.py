@@ -1,7 +1,10 @@
 """`python -m data.check FILE...`: read and validate tagged data files without training.
 
-Prints, per file, the sentence and character counts, the tag set, and any invalid BMES
-transitions. Exit code 0 when every file reads, 2 on the first bad file (message: file:line).
+Accepts every form `pipeline.train` reads: column (`字 TAG`), inline (`字\\TAG ...`), and span
+files from annotation tools (doccano, Label Studio, spaCy-style JSON lines, our own serve.tag
+JSONL). Prints, per file, its form, the sentence and character counts, the tag set, entities
+per type, overlapping spans resolved, and any invalid BMES transitions. Exit code 0 when every
+file reads, 2 on the first bad file (message: FILE:LINE: what is wrong).
 """
 from __future__ import annotations
 
@@ -9,32 +12,57 @@ import argparse
 import sys
 from collections import Counter
 
-from data.formats import DataError, read_corpus
+from data.formats import FORMS, DataError, read_corpus
+from data.tags import entity_spans
 
 SHOWN_PROBLEMS = 5
+
+
+def add_reading_options(parser: argparse.ArgumentParser) -> None:
+    """--format, --overlaps and --labels: how span files are read (shared by the CLIs)."""
+    from data.annotations import OVERLAPS
+
+    parser.add_argument("--format", choices=FORMS, help="the input form (default: detected "
+                        "per file)")
+    parser.add_argument("--overlaps", choices=OVERLAPS, default="refuse",
+                        help="overlapping or nested spans: refuse them (default), or keep the "
+                        "longest / the first of each overlapping group")
+    parser.add_argument("--labels", type=lambda text: set(text.split(",")),
+                        help="accepted span labels, comma-separated (default: any)")
+
+
+def summary(corpus) -> list[str]:
+    tag_counts = Counter(tag for s in corpus.sentences for tag in s.tags)
+    entity_counts = Counter(span[0] for s in corpus.sentences for span in entity_spans(s.tags))
+    chars = sum(len(s.text) for s in corpus.sentences)
+    bio = " (BIO, converted to BMES)" if corpus.converted_from_bio else ""
+    lines = [f"{corpus.path}: {corpus.form} form, {len(corpus.sentences)} sentences, "
+             f"{chars} characters{bio}",
+             "  entities: " + (", ".join(f"{t} {n}" for t, n in sorted(entity_counts.items()))
+                               or "none"),
+             "  tags: " + ", ".join(f"{tag} {count}" for tag, count in sorted(tag_counts.items()))]
+    if corpus.overlaps_resolved:
+        lines.append(f"  overlapping spans dropped: {corpus.overlaps_resolved}")
+    problems = corpus.transition_problems
+    lines.append(f"  invalid transitions: {len(problems)}")
+    lines += [f"    {corpus.path}:{line}: {reason}" for line, reason in problems[:SHOWN_PROBLEMS]]
+    return lines
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data.check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", nargs="+", help="column (`字 TAG`) or inline (`字\\TAG ...`) files")
+    parser.add_argument("files", nargs="+", help="data files, any accepted form")
     parser.add_argument("--strict", action="store_true", help="invalid transitions are errors")
+    add_reading_options(parser)
     args = parser.parse_args(argv)
     for path in args.files:
         try:
-            corpus = read_corpus(path, strict=args.strict)
+            corpus = read_corpus(path, args.strict, args.format, args.overlaps, args.labels)
         except (DataError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        tag_counts = Counter(tag for s in corpus.sentences for tag in s.tags)
-        chars = sum(len(s.text) for s in corpus.sentences)
-        bio = " (BIO, converted to BMES)" if corpus.converted_from_bio else ""
-        print(f"{path}: {len(corpus.sentences)} sentences, {chars} characters{bio}")
-        print("  tags: " + ", ".join(f"{tag} {count}" for tag, count in sorted(tag_counts.items())))
-        problems = corpus.transition_problems
-        print(f"  invalid transitions: {len(problems)}")
-        for line, reason in problems[:SHOWN_PROBLEMS]:
-            print(f"    {path}:{line}: {reason}")
+        print("\n".join(summary(corpus)))
     return 0
 
 

@@ -11,6 +11,7 @@ Every problem is a DataError naming the file and line, for the CLIs to print wit
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,8 @@ class Corpus:
     converted_from_bio: bool = False
     # (line, reason) of each broken BMES transition, in file order
     transition_problems: list[tuple[int, str]] = field(default_factory=list)
+    form: str = "columns"  # columns | inline | doccano | jsonl | spacy | label-studio
+    overlaps_resolved: int = 0  # overlapping spans dropped by --overlaps keep-*
 
 
 def read_lines(path: str | Path, errors: str = "strict") -> list[str]:
@@ -60,16 +63,36 @@ def read_lines(path: str | Path, errors: str = "strict") -> list[str]:
     return [line.rstrip("\r") for line in text.split("\n")]
 
 
-def read_corpus(path: str | Path, strict: bool = False) -> Corpus:
+FORMS = ("columns", "inline", "doccano", "jsonl", "spacy", "label-studio")
+# A span file opens with `{"` or a `[` standing alone or before `{`/`]`; a column file that
+# starts with the character `{` or `[` has a tag after it (`{ O`), so it never looks like that.
+_SPAN_FILE_START = re.compile(r'^\s*(\{\s*"|\[\s*(\{|\]|$))')
+
+
+def read_corpus(path: str | Path, strict: bool = False, form: str | None = None,
+                overlaps: str = "refuse", labels: set[str] | None = None) -> Corpus:
+    """Any accepted form (detected from the first non-blank line, or named by `form`)."""
+    if form is not None and form not in FORMS:
+        raise ValueError(f"format {form!r}: expected one of {', '.join(FORMS)}")
     lines = read_lines(path)
     first = next(((number, line) for number, line in enumerate(lines, 1) if line.strip()), None)
     if first is None:
         raise DataError(path, None, "empty file: no sentences")
-    if _looks_inline(first[1]):
-        sentences = _parse_inline(path, lines)
+    if form is None:
+        if _SPAN_FILE_START.match(first[1].lstrip("\ufeff")):
+            form = "spans"
+        else:
+            form = "inline" if _looks_inline(first[1]) else "columns"
+    if form not in ("columns", "inline"):
+        from data.annotations import read_spans
+        reading = read_spans(path, "\n".join(lines), None if form == "spans" else form,
+                             overlaps, labels)
+        corpus = Corpus(str(path), reading.sentences, form=reading.form,
+                        overlaps_resolved=reading.overlaps_resolved)
     else:
-        sentences = _parse_columns(path, lines)
-    corpus = Corpus(str(path), sentences)
+        parse = _parse_inline if form == "inline" else _parse_columns
+        corpus = Corpus(str(path), parse(path, lines), form=form)
+    sentences = corpus.sentences
     has_entities = any(tag != "O" for sentence in sentences for tag in sentence.tags)
     if has_entities and is_bio(sentence.tags for sentence in sentences):
         corpus.converted_from_bio = True

@@ -147,18 +147,45 @@ def ort_path(spec: dict) -> dict:
 
     tag_all(texts[:256])
     lengths = np.array([len(t) for t in texts])
-    encoded = [tagger._encode_batch([texts[i] for i in batch], lengths[batch])
+    encoded = [tagger._encode_batch([texts[i] for i in batch])
                for batch in sorted_batches(lengths)]
     model_seconds, _ = timed(lambda: [tagger.session.run(["emissions"], inputs)
                                       for inputs in encoded], spec["repeats"])
     e2e_seconds, (flat, lengths, _) = timed(lambda: tag_all(texts), spec["repeats"])
+    lexicon_seconds = lexicon_time(tagger, texts, lengths, spec["repeats"])
     latencies = []
     for _ in range(spec["latency_runs"]):
         started = time.perf_counter()
         tag_all([LATENCY_TEXT])
         latencies.append(time.perf_counter() - started)
     predicted = [names[ids].tolist() for ids in np.split(flat, np.cumsum(lengths)[:-1])]
-    return finish_measure(texts, gold, predicted, e2e_seconds, model_seconds, latencies)
+    result = finish_measure(texts, gold, predicted, e2e_seconds, model_seconds, latencies)
+    if lexicon_seconds is not None:
+        result["lexicon_share"] = lexicon_seconds / e2e_seconds
+    return result
+
+
+def lexicon_time(tagger, texts, lengths, repeats) -> float | None:
+    """Seconds the lexicon matcher and its features take over the texts, in the groups of
+    length-sorted texts that Tagger.tag_flat encodes at once (None: no lexicon)."""
+    from data.vocab import code_points
+    from serve.tagger import DECODE_BATCHES
+
+    features = tagger.encoder.lexicon
+    if features is None:
+        return None
+    order = np.argsort(lengths, kind="stable")
+    group = BATCH_SIZE * DECODE_BATCHES
+    groups = [[texts[i] for i in order[begin:begin + group]]
+              for begin in range(0, len(order), group)]
+
+    def encode_all():
+        for texts_in in groups:
+            features.encode_flat(code_points("".join(texts_in)).astype(np.int64),
+                                 np.fromiter(map(len, texts_in), np.int64, len(texts_in)))
+
+    seconds, _ = timed(encode_all, repeats)
+    return seconds
 
 
 def ort_file_path(spec: dict) -> dict:
@@ -231,10 +258,21 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size ** 3 / seconds / 1e9
 
 
-def lstm_flops_per_char(config: dict) -> float:
+def lexicon_width(run: Path, config: dict) -> int:
+    """Inputs the lexicon features add per character (they widen the first LSTM's input)."""
+    from pipeline.run_files import load_vocabularies
+
+    features = load_vocabularies(run)[0].lexicon
+    if features is None:
+        return 0
+    return features.num_flags + (4 * config["word_dim"] if features.uses_words else 0)
+
+
+def lstm_flops_per_char(config: dict, lexicon_inputs: int = 0) -> float:
     """Multiply-adds of the recurrent layers and the emission layer, x2 for FLOPs."""
     hidden = config["hidden_size"]
     width = config["embedding_dim"] + (config["bigram_dim"] if config.get("bigrams") else 0)
+    width += lexicon_inputs
     flops = 0
     for _ in range(config["layers"]):
         flops += 2 * 2 * 4 * hidden * (width + hidden)  # 2 directions, 4 gates
@@ -266,6 +304,17 @@ def write_report(out: Path, report: dict) -> None:
     rows += ["", f"Machine: {hw['machine']}, {hw['cpus']} CPUs. fp32 matmul peak "
                  f"{hw['matmul_peak_gflops']:.1f} GFLOP/s; the LSTM at model-only ORT fp32 speed "
                  f"achieves {hw['lstm_gflops']:.1f} GFLOP/s ({hw['lstm_share_of_peak']:.0%} of peak)."]
+    shares = {name: r["lexicon_share"] for name, r in report["paths"].items()
+              if "lexicon_share" in r}
+    if shares:
+        rows.append("Lexicon matcher and features, share of end-to-end time: " + ", ".join(
+            f"{name} {share:.1%}" for name, share in shares.items()) + ".")
+    for name, baseline in report.get("compare", {}).items():
+        ours, theirs = report["paths"].get("serve_tag_file", {}), report["paths"].get(baseline, {})
+        if "e2e_chars_per_s" in ours and "e2e_chars_per_s" in theirs:
+            rows.append(f"serve_tag_file / {baseline}: "
+                        f"{ours['e2e_chars_per_s'] / theirs['e2e_chars_per_s']:.1%} ({name}: "
+                        f"{report['compare_models'][name]}).")
     (out / "bench.md").write_text("\n".join(rows) + "\n")
     try:
         import matplotlib
@@ -307,6 +356,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="report folder (default bench/<run>)")
     parser.add_argument("--repeats", type=int, default=3, help="best of N timed passes")
     parser.add_argument("--paths", help="comma-separated subset of the paths to run")
+    parser.add_argument("--compare", action="append", default=[], metavar="NAME=MODEL.onnx",
+                        help="also time another model through ort_fp32 and serve.tag in the same "
+                        "run (rows `<path>[NAME]`), e.g. the previous default")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite bench.md and bench.png from an existing bench.json")
     args = parser.parse_args(argv)
@@ -341,7 +393,20 @@ def main(argv=None) -> int:
         "serve_tag_2_processes": {"kind": "pair"},
     }
     chosen = args.paths.split(",") if args.paths else list(plan)
-    report = {"data": str(args.data), "run": str(args.run), "model": str(model), "paths": {}}
+    report = {"data": str(args.data), "run": str(args.run), "model": str(model), "paths": {},
+              "compare": {}, "compare_models": {}}
+    for item in args.compare:
+        name, _, other = item.partition("=")
+        if not other or not Path(other).exists():
+            print(f"error: --compare {item}: expected NAME=MODEL.onnx of an existing file",
+                  file=sys.stderr)
+            return 2
+        plan[f"ort_fp32[{name}]"] = {"kind": "ort", "threads": 2, "model": other}
+        plan[f"serve_tag_file[{name}]"] = {"kind": "file", "text_file": str(text_file),
+                                          "model": other}
+        chosen += [f"ort_fp32[{name}]", f"serve_tag_file[{name}]"]
+        report["compare"][name] = f"serve_tag_file[{name}]"
+        report["compare_models"][name] = other
     for name in chosen:
         spec = {**common, **plan[name]}
         if name == "ort_int8" and not int8.exists():
@@ -359,11 +424,12 @@ def main(argv=None) -> int:
     config = json.loads((args.run / "config.json").read_text())
     peak = matmul_peak_gflops()
     ort_model = report["paths"].get("ort_fp32", {}).get("model_chars_per_s", 0)
-    lstm_gflops = lstm_flops_per_char(config) * ort_model / 1e9
+    flops_per_char = lstm_flops_per_char(config, lexicon_width(args.run, config))
+    lstm_gflops = flops_per_char * ort_model / 1e9
     report["hardware"] = {"machine": machine_name(), "cpus": os.cpu_count(),
                           "matmul_peak_gflops": peak, "lstm_gflops": lstm_gflops,
                           "lstm_share_of_peak": lstm_gflops / peak,
-                          "lstm_flops_per_char": lstm_flops_per_char(config)}
+                          "lstm_flops_per_char": flops_per_char}
     write_report(out, report)
     print((out / "bench.md").read_text())
     return 0

@@ -48,6 +48,8 @@ class TrainConfig:
     max_len: int = 200  # longer training sentences are cut into chunks of at most this
     seed: int = 42
     strict: bool = False  # invalid BMES transitions are errors, not warnings
+    data_format: str | None = None  # None: detected per file (data/formats.py FORMS)
+    overlaps: str = "refuse"  # overlapping spans in span files: refuse | keep-longest | keep-first
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n")

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.formats import DataError, read_corpus
+from data.annotations import OVERLAPS
+from data.formats import FORMS, DataError, read_corpus
 from pipeline import import_tensorflow_quietly
 from pipeline.config import MSRA_TEST, TrainConfig
 from pipeline.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, save_json,
@@ -43,7 +44,7 @@ def parse_args(argv):
                         help="continue the run in --out from its last finished epoch")
     for field in fields(TrainConfig):
         if field.name in ("train", "dev", "test", "out", "bigrams", "strict", "lexicon",
-                          "lexicon_features"):
+                          "lexicon_features", "data_format", "overlaps"):
             continue
         kind = {"int": int, "float": float}[field.type]
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, dest=field.name,
@@ -60,6 +61,11 @@ def parse_args(argv):
     parser.add_argument("--lexicon-features", choices=["flags", "words", "both", "none"],
                         help="B/M/E/S flags by type class and length, frequency-weighted word "
                         "embeddings, both, or none (= --no-lexicon) (default flags)")
+    parser.add_argument("--format", dest="data_format", choices=FORMS,
+                        help="form of the data files (default: detected per file)")
+    parser.add_argument("--overlaps", choices=OVERLAPS,
+                        help="overlapping spans in span files: refuse (default), keep-longest, "
+                        "keep-first")
     parser.add_argument("--strict", action="store_true", default=None,
                         help="refuse data with invalid BMES transitions")
     return parser.parse_args(argv)
@@ -81,13 +87,19 @@ def build_config(args) -> TrainConfig:
 
 
 def load_data(config: TrainConfig):
-    corpora = {"train": read_corpus(config.train, config.strict),
-               "dev": read_corpus(config.dev, config.strict)}
+    def read(path):
+        return read_corpus(path, config.strict, config.data_format, config.overlaps)
+
+    corpora = {"train": read(config.train), "dev": read(config.dev)}
     if config.test:
-        corpora["test"] = read_corpus(config.test, config.strict)
+        corpora["test"] = read(config.test)
     for name, corpus in corpora.items():
         note = " (read as BIO, converted to BMES)" if corpus.converted_from_bio else ""
-        print(f"{name}: {corpus.path}: {len(corpus.sentences)} sentences{note}", file=sys.stderr)
+        if corpus.overlaps_resolved:
+            note += f" ({corpus.overlaps_resolved} overlapping spans dropped, --overlaps " \
+                    f"{config.overlaps})"
+        print(f"{name}: {corpus.path}: {corpus.form} form, {len(corpus.sentences)} sentences"
+              f"{note}", file=sys.stderr)
         if corpus.transition_problems:
             shown = "; ".join(f"line {line}: {reason}"
                               for line, reason in corpus.transition_problems[:3])
