@@ -6,10 +6,11 @@ RUN ?= default
 
 .PHONY: setup run test test-fast bench clean
 
-$(VENV)/.installed: requirements.txt
+# One venv for training, serving, the HTTP service and Ray, so `make test` covers every path.
+$(VENV)/.installed: requirements.txt requirements-serve.txt requirements-ray.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-serve.txt -r requirements-ray.txt
 	touch $@
 
 setup: $(VENV)/.installed

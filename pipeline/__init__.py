@@ -3,7 +3,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import warnings
 
 # Quiet TensorFlow's C++ start-up chatter (CUDA probing on CPU-only machines) before it loads.
@@ -22,18 +21,9 @@ _STARTUP_CHATTER = re.compile(r"absl::InitializeLog\(\) is called|cudart_stub\.c
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow with its start-up chatter filtered out; any other line it writes
     (a real warning or error) still reaches stderr. Call before the first TF import."""
+    from data.quiet import stderr_filtered
+
     if "tensorflow" in sys.modules:
         return
-    sys.stderr.flush()
-    saved_stderr = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        finally:
-            os.dup2(saved_stderr, 2)
-            os.close(saved_stderr)
-            captured.seek(0)
-            for line in captured.read().decode("utf-8", "replace").splitlines():
-                if not _STARTUP_CHATTER.search(line):
-                    print(line, file=sys.stderr)
+    with stderr_filtered(_STARTUP_CHATTER):
+        import tensorflow  # noqa: F401

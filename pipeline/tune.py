@@ -51,6 +51,9 @@ def parse_args(argv):
     parser.add_argument("--tuner", choices=["bayesian", "hyperband", "random"], default="bayesian")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per trial (max)")
     parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument("--epoch-min-steps", type=int, default=TrainConfig.epoch_min_steps,
+                        help="steps that make an epoch at least, as in pipeline.train "
+                        f"(default {TrainConfig.epoch_min_steps}; 0: one pass an epoch)")
     parser.add_argument("--tolerance", type=float, default=0.005,
                         help="dev F1 a cheaper model may lose against the best (default 0.005)")
     parser.add_argument("--seed", type=int, default=42)
@@ -87,7 +90,8 @@ def base_config(args) -> TrainConfig:
         from data.msra import prepare
         prepare()
     config = TrainConfig(train=args.train or MSRA_TRAIN, dev=args.dev or MSRA_DEV, test=None,
-                         epochs=args.epochs, patience=args.patience, seed=args.seed)
+                         epochs=args.epochs, patience=args.patience, seed=args.seed,
+                         epoch_min_steps=args.epoch_min_steps)
     if args.lexicon:
         config.lexicon = args.lexicon
     if args.train_limit:

@@ -11,8 +11,6 @@ a blank line after each record).
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import os
 import sys
 import tempfile
@@ -23,6 +21,7 @@ from typing import Iterator
 from serve.providers import DEVICES, DeviceError
 import numpy as np
 
+from serve.records import FORMATS, render, tag_records
 from serve.tagger import DEFAULT_BATCH_SIZE, Tagger, default_model_path
 
 BLOCK_CHARS = 32_768  # characters tagged together: enough to batch well, small enough to
@@ -63,25 +62,7 @@ def blocks(records: Iterator[str]) -> Iterator[list[str]]:
 
 def format_block(tagger: Tagger, texts: list[str], batch_size: int, output_format: str) -> str:
     """Tag a block and render it, one record per text."""
-    flat, lengths = tagger.tag_flat(texts, batch_size)
-    out = io.StringIO()
-    if output_format == "jsonl":
-        for text, entities in zip(texts, tagger.entities(texts, flat, lengths)):
-            record = {"text": text, "entities": [e.to_dict() for e in entities]}
-            out.write(json.dumps(record, ensure_ascii=False))
-            out.write("\n")
-        return out.getvalue()
-    names = np.array(tagger.tags, dtype=object)[flat]
-    offsets = np.cumsum(lengths) - lengths
-    for text, offset, length in zip(texts, offsets, lengths):
-        tags = names[offset:offset + length]
-        if output_format == "bmeo":
-            out.write(" ".join(tags))
-            out.write("\n")
-        else:  # conll
-            out.write("".join(f"{char} {tag}\n" for char, tag in zip(text, tags)))
-            out.write("\n")
-    return out.getvalue()
+    return render(tag_records(tagger, texts, batch_size, output_format), output_format)
 
 
 def open_inputs(paths: list[str]):
@@ -98,7 +79,7 @@ def parse_args(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="text files; none or - is stdin")
     parser.add_argument("-o", "--out", type=Path, help="output file (default stdout)")
-    parser.add_argument("--format", choices=["jsonl", "bmeo", "conll"], default="jsonl")
+    parser.add_argument("--format", choices=FORMATS, default="jsonl")
     parser.add_argument("--model", type=Path,
                         help="exported .onnx (default $NER_MODEL or the newest models/*.onnx)")
     parser.add_argument("--device", choices=DEVICES, default="cpu")

@@ -87,6 +87,8 @@ class Tagger:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such model file")
+        if not path.is_file():
+            raise ValueError(f"{path}: not a model file (a directory?): pass the exported .onnx")
         providers, notice = choose_providers(device, ort.get_available_providers())
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -94,11 +96,21 @@ class Tagger:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
-        session = ort.InferenceSession(str(path), options, providers=providers)
+        try:
+            session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as error:  # ORT's own types: InvalidProtobuf, Fail, InvalidGraph...
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ValueError(f"{path}: not a valid ONNX file (truncated, or not a model: "
+                             f"{type(error).__name__}{': ' + reason[:200] if reason else ''})") \
+                from None
         metadata = session.get_modelmeta().custom_metadata_map
-        if "ner.tags" not in metadata:
-            raise ValueError(f"{path}: no tagger metadata: export it with python -m export.to_onnx")
-        return cls(session, metadata, notice)
+        if "ner.tags" not in metadata or "ner.chars" not in metadata:
+            raise ValueError(f"{path}: an ONNX model, but not a tagger (no tagger metadata): "
+                             "export one with python -m export.to_onnx")
+        try:
+            return cls(session, metadata, notice)
+        except (KeyError, ValueError, TypeError) as error:
+            raise ValueError(f"{path}: its tagger metadata is damaged ({error})") from None
 
     # -- the hot path ---------------------------------------------------------------------
     def tag_flat(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE

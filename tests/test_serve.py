@@ -9,7 +9,7 @@ import pytest
 
 from serve.providers import CPU, CUDA, DeviceError, choose_providers
 from serve.tagger import split_points
-from tests.conftest import ROOT, run_module
+from tests.conftest import FIXTURES, ROOT, run_module
 
 WEIRD_TEXTS = [
     "",
@@ -238,3 +238,40 @@ assert not any(m.split(".")[0] in ("tensorflow", "keras") for m, v in sys.module
                             cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
+
+
+def not_a_tagger_files(tmp_path, exported_model):
+    """A text file, a directory, a truncated tagger, and a valid ONNX model that is no tagger."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a model\n", encoding="utf-8")
+    folder = tmp_path / "folder.onnx"
+    folder.mkdir()
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(exported_model.read_bytes()[:50_000])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    other = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), other)
+    return {text: "not a valid ONNX file", folder: "not a model file",
+            truncated: "not a valid ONNX file", other: "not a tagger"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["serve.tag", "serve.evaluate", "serve.http"])
+def test_every_model_loading_command_refuses_a_non_tagger_path_in_one_line(exported, tmp_path,
+                                                                          command):
+    pytest.importorskip("onnx")
+    source = tmp_path / "in.txt"
+    source.write_text("北京\n", encoding="utf-8")
+    for model, message in not_a_tagger_files(tmp_path, exported[0]).items():
+        args = {"serve.tag": [source, "--model", model],
+                "serve.evaluate": ["--model", model, "--data", FIXTURES / "dev.txt"],
+                "serve.http": ["--model", model, "--port", "1"]}[command]
+        result = run_module(command, *args)
+        assert result.returncode == 2, (model, result.stderr)
+        assert result.stderr.startswith(f"error: {model}: {message}"), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

@@ -162,3 +162,12 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoint(tmp_path):
     assert f"continue with --resume --out {out}" in stderr and "Traceback" not in stderr
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["epochs_done"] >= 1 and (out / "model.keras").exists()
+
+
+def test_small_training_sets_get_several_passes_per_epoch():
+    from data.tf_input import passes_per_epoch
+
+    assert passes_per_epoch(47775, 32, 1000) == 1  # MSRA: 1,493 steps a pass
+    assert passes_per_epoch(2000, 32, 1000) == 16  # 63 steps a pass -> 1,008 steps an epoch
+    assert passes_per_epoch(2000, 32, 0) == 1
+    assert passes_per_epoch(1, 32, 1000) == 1000

@@ -16,7 +16,7 @@ pytest.importorskip("keras_tuner")
 
 TINY_SEARCH = ["--train", str(FIXTURES / "train.txt"), "--dev", str(FIXTURES / "dev.txt"),
                "--epochs", "1", "--tuner", "random", "--layers", "1", "--hidden-sizes", "8,16",
-               "--embedding-dims", "8,16", "--batch-sizes", "32,64"]
+               "--embedding-dims", "8,16", "--batch-sizes", "32,64", "--epoch-min-steps", "0"]
 
 
 def tune_command(out, max_trials):
