@@ -121,7 +121,8 @@ def test_check_command_summarises_good_file(tmp_path):
     good = write(tmp_path, columns(" "))
     result = run_check(good)
     assert result.returncode == 0, result.stderr
-    assert f"{good}: 2 sentences, 10 characters" in result.stdout
+    assert f"{good}: columns form, 2 sentences, 10 characters" in result.stdout
+    assert "entities: LOC 1, ORG 1" in result.stdout
     assert "invalid transitions: 0" in result.stdout
 
 
