@@ -28,7 +28,7 @@ from data.encoding import encoder_description, lexicon_json_of
 from export.graph import (add_sequence_lengths, add_transitions_output, name_dynamic_dims,
                           set_metadata)
 from export.viterbi_graph import add_viterbi_decode
-from pipeline import import_tensorflow_quietly
+from data.quiet import import_tensorflow_quietly
 
 DEFAULT_OPSET = 17
 FORMAT_VERSION = "1"
@@ -131,7 +131,7 @@ def quantize_int8(source: Path, target: Path) -> None:
 
 def main(argv=None) -> int:
     from data.formats import DataError
-    from pipeline.run_files import load_run, newest_run
+    from models.run_files import load_run, newest_run
 
     args = parse_args(argv)
     import_tensorflow_quietly()

@@ -74,7 +74,7 @@ def in_graph_tags(session, corpus: EncodedCorpus, batch_size: int = 128) -> list
 
 
 def validate_export(run, paths: list[Path], dev_path: Path, atol: float, log=print) -> bool:
-    from pipeline.predict import predict_tag_ids
+    from models.predict import predict_tag_ids
 
     dev = encode_corpus(read_corpus(dev_path).sentences, run.encoder, run.tags)
     keras_fn = emissions_function(run.model)

@@ -74,12 +74,12 @@ def sorted_batches(lengths, batch_size=BATCH_SIZE):
 
 # -- the Keras paths -------------------------------------------------------------------------
 def keras_path(spec: dict) -> dict:
-    from pipeline import import_tensorflow_quietly
+    from data.quiet import import_tensorflow_quietly
     import_tensorflow_quietly()
     from data.tags import entity_spans
     from data.viterbi import viterbi_decode
     from models.tagger import emissions_function
-    from pipeline.run_files import load_run
+    from models.run_files import load_run
 
     run = load_run(spec["run"])
     texts, gold = load_texts(Path(spec["data"]))
@@ -260,7 +260,7 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
 
 def lexicon_width(run: Path, config: dict) -> int:
     """Inputs the lexicon features add per character (they widen the first LSTM's input)."""
-    from pipeline.run_files import load_vocabularies
+    from models.run_files import load_vocabularies
 
     features = load_vocabularies(run)[0].lexicon
     if features is None:

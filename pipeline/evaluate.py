@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline import import_tensorflow_quietly
+from data.quiet import import_tensorflow_quietly
 from data.formats import DataError, read_corpus
 from data.metrics import format_scores
 
@@ -17,8 +17,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import_tensorflow_quietly()
     from data.tf_input import encode_corpus
-    from pipeline.predict import score_corpus
-    from pipeline.run_files import load_run
+    from models.predict import score_corpus
+    from models.run_files import load_run
 
     try:
         run = load_run(args.run)

@@ -20,9 +20,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from pipeline import import_tensorflow_quietly
+from data.quiet import import_tensorflow_quietly
 from data.formats import DataError, read_corpus, write_columns
-from pipeline.config import MSRA_DEV, MSRA_TRAIN, TrainConfig
+from models.config import MSRA_DEV, MSRA_TRAIN, TrainConfig
 
 DEFAULT_OUT = Path("tuning/msra")
 SAMPLE_CHARS = 20_000

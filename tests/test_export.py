@@ -65,7 +65,7 @@ def keras_and_onnx(exported, trained_run):
     import onnxruntime as ort
 
     from models.tagger import emissions_function
-    from pipeline.run_files import load_run
+    from models.run_files import load_run
 
     run = load_run(trained_run[0])
     session = ort.InferenceSession(str(exported[0]), providers=["CPUExecutionProvider"])

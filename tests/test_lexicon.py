@@ -191,7 +191,7 @@ def test_training_and_serving_feed_the_model_the_same_inputs(trained_run, export
     (from the ONNX file's metadata alone) build identical inputs for the same sentences."""
     pytest.importorskip("tensorflow")
     from data.tf_input import batch_arrays, encode_corpus
-    from pipeline.run_files import load_vocabularies
+    from models.run_files import load_vocabularies
     from serve.tagger import Tagger
 
     run, _ = trained_run

@@ -42,8 +42,8 @@ def test_run_folder_has_every_artifact(trained_run):
 def test_reloaded_model_predicts_identically(trained_run):
     from data.formats import read_corpus
     from data.tf_input import encode_corpus
-    from pipeline.predict import predict_tag_ids
-    from pipeline.run_files import load_run
+    from models.predict import predict_tag_ids
+    from models.run_files import load_run
 
     out, _ = trained_run
     first = load_run(out)
@@ -92,7 +92,7 @@ def test_quiet_import_keeps_every_other_stderr_line(tmp_path):
         "machine, GPU will not be used.\\n')\n"
         "os.write(2, b'W real warning: kept\\n')\n", encoding="utf-8")
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "from pipeline import import_tensorflow_quietly as q; q(); q(); print('imported')")
+            "from data.quiet import import_tensorflow_quietly as q; q(); q(); print('imported')")
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                             text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -106,7 +106,7 @@ def comparable_history(out):
 
 
 def weights_of(out):
-    from pipeline.run_files import load_run
+    from models.run_files import load_run
     return load_run(out).model.get_weights()
 
 

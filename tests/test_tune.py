@@ -114,7 +114,7 @@ def test_distributed_chief_and_two_workers(tmp_path):
 
 @pytest.mark.parametrize("kind", ["bayesian", "random"])
 def test_first_trial_is_the_default_configuration_when_the_space_holds_it(tmp_path, kind):
-    from pipeline.config import TrainConfig
+    from models.config import TrainConfig
     from tuning.search import SearchSpace, make_oracle
 
     default = TrainConfig()
@@ -135,7 +135,7 @@ def test_first_trial_is_the_default_configuration_when_the_space_holds_it(tmp_pa
 
 
 def test_lexicon_choice_is_searched_and_none_turns_the_lexicon_off(tmp_path):
-    from pipeline.config import TrainConfig
+    from models.config import TrainConfig
     from tuning.search import SearchSpace, make_oracle, reference_values, trial_config
 
     plain = TrainConfig(lexicon="none")

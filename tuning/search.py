@@ -18,7 +18,7 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src import utils as kt_utils
 
-from pipeline.config import TrainConfig
+from models.config import TrainConfig
 
 OBJECTIVE = "val_f1"
 
@@ -104,8 +104,8 @@ class RunTuner(kt.engine.base_tuner.BaseTuner):
         import keras
 
         from export.to_onnx import write_onnx
-        from pipeline.run_files import load_run
-        from pipeline.train import train
+        from models.run_files import load_run
+        from models.training import train
 
         out = self.runs_dir() / trial.trial_id
         shutil.rmtree(out, ignore_errors=True)  # a trial cut short is run again from scratch

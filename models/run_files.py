@@ -9,7 +9,7 @@ from pathlib import Path
 from data.encoding import (InputEncoder, encoder_description, encoder_from_description,
                            lexicon_json_of)
 from data.vocab import TagVocab
-from pipeline.config import TrainConfig
+from models.config import TrainConfig
 
 MODEL, CONFIG, VOCAB, TAGS, METRICS, HISTORY, LEXICON = (
     "model.keras", "config.json", "vocab.json", "tags.json", "metrics.json", "history.csv",

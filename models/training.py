@@ -1,0 +1,322 @@
+"""Training a Bi-LSTM-CRF run folder: data, vocabularies and lexicon, the Keras model, epochs
+with early stopping on dev entity F1, checkpoints for --resume, and the final scores.
+
+The library behind `python -m pipeline.train` and the tuner's trials (tuning/search.py).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from data.formats import read_corpus
+from data.quiet import import_tensorflow_quietly
+from models.config import TrainConfig
+from models.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, save_json,
+                              save_vocabularies, load_vocabularies, write_atomic)
+
+EXIT_INTERRUPTED = 130
+HISTORY_FIELDS = ["epoch", "loss", "dev_f1", "lr", "seconds"]
+
+
+def load_data(config: TrainConfig):
+    def read(path):
+        return read_corpus(path, config.strict, config.data_format, config.overlaps)
+
+    corpora = {"train": read(config.train), "dev": read(config.dev)}
+    if config.test:
+        corpora["test"] = read(config.test)
+    for name, corpus in corpora.items():
+        note = " (read as BIO, converted to BMES)" if corpus.converted_from_bio else ""
+        if corpus.overlaps_resolved:
+            note += f" ({corpus.overlaps_resolved} overlapping spans dropped, --overlaps " \
+                    f"{config.overlaps})"
+        print(f"{name}: {corpus.path}: {corpus.form} form, {len(corpus.sentences)} sentences"
+              f"{note}", file=sys.stderr)
+        if corpus.transition_problems:
+            shown = "; ".join(f"line {line}: {reason}"
+                              for line, reason in corpus.transition_problems[:3])
+            print(f"  warning: {len(corpus.transition_problems)} invalid BMES transitions "
+                  f"(use --strict to refuse): {shown}", file=sys.stderr)
+    return corpora
+
+
+def build_vocabularies(config: TrainConfig, corpora):
+    """The input encoder and tag set, from the training data only (and the lexicon)."""
+    from data.encoding import InputEncoder
+    from data.lexicon import load_lexicon
+    from data.lexicon_features import LexiconFeatures, build_word_vocab
+    from data.tags import tag_set
+    from data.vocab import BigramVocab, CharVocab, TagVocab
+
+    texts = [s.text for s in corpora["train"].sentences]
+    chars = CharVocab.build(texts, config.char_min_count)
+    bigrams = BigramVocab.build(texts, config.bigram_min_count) if config.bigrams else None
+    features = None
+    lexicon = load_lexicon(config.lexicon) if config.uses_lexicon else None
+    if lexicon is not None:
+        features = LexiconFeatures(lexicon, config.lexicon_features, top_k=config.word_top_k)
+        if features.uses_words:
+            word_vocab = build_word_vocab(features.matcher, texts, config.word_min_count)
+            features = LexiconFeatures(lexicon, config.lexicon_features, word_vocab,
+                                       config.word_top_k)
+    # Tags from every given file: a type seen only in dev must still be encodable.
+    tags = TagVocab(tag_set(s.tags for corpus in corpora.values() for s in corpus.sentences))
+    return InputEncoder(chars, bigrams, features), tags
+
+
+def build_model(config: TrainConfig, encoder, tags):
+    import keras
+
+    from models.tagger import BiLSTMCRF
+
+    lexicon = encoder.lexicon
+    uses_words = bool(lexicon and lexicon.uses_words)
+    model = BiLSTMCRF(num_chars=len(encoder.chars), num_tags=len(tags),
+                      num_bigrams=len(encoder.bigrams) if encoder.bigrams else 0,
+                      bigram_dim=config.bigram_dim if encoder.bigrams else 0,
+                      num_lexicon_flags=lexicon.num_flags if lexicon else 0,
+                      num_words=lexicon.num_words if uses_words else 0,
+                      word_dim=config.word_dim if uses_words else 0,
+                      word_top_k=config.word_top_k if uses_words else 0,
+                      **config.model_settings())
+    model(model.input_example())
+    model.compile(optimizer=keras.optimizers.Adam(config.lr, clipnorm=config.clipnorm or None))
+    return model
+
+
+class Progress:
+    """A tqdm bar over an epoch's batches (stderr, only on a terminal)."""
+
+    def __init__(self, total: int, epoch: int, epochs: int):
+        self.total, self.epoch, self.epochs = total, epoch, epochs
+
+    def callback(self):
+        import keras
+        from tqdm import tqdm
+
+        progress = self
+
+        class Bar(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                progress.bar = tqdm(total=progress.total, leave=False, unit="batch", disable=None,
+                                    desc=f"epoch {progress.epoch + 1}/{progress.epochs}")
+
+            def on_train_batch_end(self, batch, logs=None):
+                progress.bar.update(1)
+                if logs and "loss" in logs:
+                    progress.bar.set_postfix(loss=f"{float(logs['loss']):.3f}", refresh=False)
+
+            def on_epoch_end(self, epoch, logs=None):
+                progress.bar.close()
+
+        return Bar()
+
+
+class GracefulInterrupt:
+    """Ctrl-C stops training at the end of the current batch instead of inside TensorFlow.
+
+    A KeyboardInterrupt raised while TensorFlow executes a step can hang the process for
+    good (seen with TF 2.21); a flag checked between batches cannot. A second Ctrl-C quits
+    at once. The last finished epoch's checkpoint is left as it was.
+    """
+
+    def __init__(self, log=print):
+        self.requested, self.log = False, log
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def handle(self, signum, frame):
+        if self.requested:
+            os._exit(EXIT_INTERRUPTED)
+        self.requested = True
+        print("\nstopping after this batch (Ctrl-C again to quit at once)", file=sys.stderr,
+              flush=True)
+
+    def callback(self):
+        import keras
+        interrupt = self
+
+        class Stop(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if interrupt.requested:
+                    self.model.stop_training = True
+
+        return Stop()
+
+    def check(self):
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+def seed_generator_states(model) -> list:
+    # Dropout's random state is a variable that `.keras` files do not store; without it a
+    # resumed run would draw other dropout masks than an uninterrupted one.
+    return [v for v in model.variables if "seed_generator_state" in v.path]
+
+
+def weight_average(model, config: TrainConfig):
+    from models.averaging import WeightAverage
+    return WeightAverage(model, config.weight_average) if config.weight_average > 0 else None
+
+
+def save_checkpoint(run: Path, model, state: dict, average=None) -> None:
+    """Files named by epoch, then state.json naming them: state.json is the commit point, so a
+    kill at any moment leaves the previous epoch's checkpoint whole."""
+    folder = run / CHECKPOINT_DIR
+    folder.mkdir(exist_ok=True)
+    epoch = state["epochs_done"]
+    model.save(folder / f"epoch{epoch}.keras")
+    if average:
+        np.savez(folder / f"epoch{epoch}-average.npz", **average.state())
+    state["seed_states"] = [v.numpy().tolist() for v in seed_generator_states(model)]
+    save_json(folder / "state.json", state)
+    for old in folder.glob("epoch*"):
+        if not old.name.startswith(f"epoch{epoch}.") and not old.name.startswith(f"epoch{epoch}-"):
+            old.unlink()
+
+
+def load_checkpoint(run: Path, config: TrainConfig):
+    import keras
+
+    import models.tagger  # noqa: F401
+
+    folder = run / CHECKPOINT_DIR
+    state = json.loads((folder / "state.json").read_text())
+    epoch = state["epochs_done"]
+    model = keras.models.load_model(folder / f"epoch{epoch}.keras")
+    for variable, value in zip(seed_generator_states(model), state.pop("seed_states"), strict=True):
+        variable.assign(value)
+    average = weight_average(model, config)
+    if average:
+        average.restore(np.load(folder / f"epoch{epoch}-average.npz"))
+    return model, average, state
+
+
+def write_history(run: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(run / HISTORY, buffer.getvalue())
+
+
+def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
+    """Train into config.out; returns metrics (also written to metrics.json)."""
+    import_tensorflow_quietly()
+    import keras
+    import tensorflow as tf
+
+    from data.encoding import describe
+    from data.tf_input import encode_corpus
+
+    run = Path(config.out)
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    corpora = load_data(config)
+    checkpoint_state = run / CHECKPOINT_DIR / "state.json"
+    if resume and checkpoint_state.exists():
+        encoder, tags = load_vocabularies(run)
+        model, average, state = load_checkpoint(run, config)
+        log(f"resuming {run} after epoch {state['epochs_done']}")
+    else:
+        if resume:
+            log(f"no checkpoint in {run}: starting from scratch")
+        run.mkdir(parents=True, exist_ok=True)
+        encoder, tags = build_vocabularies(config, corpora)
+        model = build_model(config, encoder, tags)
+        average = weight_average(model, config)
+        config.save(run / CONFIG)
+        save_vocabularies(run, encoder, tags)
+        state = {"epochs_done": 0, "best_f1": -1.0, "best_epoch": 0, "history": []}
+    encoded = {name: encode_corpus(corpus.sentences, encoder, tags,
+                                   config.max_len if name == "train" else None)
+               for name, corpus in corpora.items()}
+    log(f"{describe(encoder)}, {len(tags)} tags, {model.count_params():,} parameters")
+
+    with GracefulInterrupt() as interrupt:
+        run_epochs(config, run, model, average, encoded, tags, state, interrupt, log)
+    return finish(run, config, encoded, tags, state, log)
+
+
+def run_epochs(config, run, model, average, encoded, tags, state, interrupt, log) -> None:
+    from data.tf_input import passes_per_epoch, training_dataset
+    from models.averaging import nothing_applied
+    from models.predict import score_corpus
+
+    passes = passes_per_epoch(len(encoded["train"]), config.batch_size, config.epoch_min_steps)
+    if passes > 1:
+        log(f"small training set: one epoch = {passes} passes over it "
+            f"(at least {config.epoch_min_steps} steps, --epoch-min-steps)")
+    for epoch in range(state["epochs_done"], config.epochs):
+        if epoch - state["best_epoch"] >= config.patience and state["best_epoch"] > 0:
+            break
+        started = time.time()
+        lr = config.learning_rate(epoch)
+        model.optimizer.learning_rate.assign(lr)
+        dataset, steps = training_dataset(encoded["train"], config.batch_size, config.seed,
+                                          epoch, config.unk_rate, passes)
+        progress = Progress(steps, epoch, config.epochs)
+        callbacks = [progress.callback(), interrupt.callback()]
+        callbacks += [average.callback()] if average else []
+        fit = model.fit(dataset, epochs=1, verbose=0, callbacks=callbacks)
+        interrupt.check()  # a half-finished epoch is neither scored nor checkpointed
+        loss = float(fit.history["loss"][-1])
+        with average.applied() if average else nothing_applied():
+            dev_f1 = score_corpus(model, encoded["dev"], tags)["micro"]["f1"]
+            improved = dev_f1 > state["best_f1"]
+            if improved:
+                model.save(run / f"{MODEL}.partial.keras")
+                os.replace(run / f"{MODEL}.partial.keras", run / MODEL)
+        seconds = time.time() - started
+        state["history"].append({"epoch": epoch + 1, "loss": round(loss, 5),
+                                 "dev_f1": round(dev_f1, 5), "lr": lr,
+                                 "seconds": round(seconds, 1)})
+        if improved:
+            state["best_f1"], state["best_epoch"] = dev_f1, epoch + 1
+        state["epochs_done"] = epoch + 1
+        save_checkpoint(run, model, state, average)
+        write_history(run, state["history"])
+        log(f"epoch {epoch + 1}/{config.epochs}  loss {loss:.4f}  dev F1 {dev_f1:.4f}"
+            f"{'  *best' if improved else ''}  lr {lr:.2e}  {seconds:.0f}s")
+
+
+def finish(run: Path, config, encoded, tags, state, log) -> dict:
+    import keras
+
+    from models.predict import score_corpus
+
+    best = keras.models.load_model(run / MODEL, compile=False)
+    # The file saved during training carries Adam's state (3x the weights): keep weights only.
+    best.save(run / f"{MODEL}.partial.keras")
+    os.replace(run / f"{MODEL}.partial.keras", run / MODEL)
+    metrics = {"best_epoch": state["best_epoch"], "epochs_run": state["epochs_done"],
+               "train_seconds": round(sum(row["seconds"] for row in state["history"]), 1),
+               "parameters": best.count_params(),
+               "dev": score_corpus(best, encoded["dev"], tags)}
+    if "test" in encoded:
+        metrics["test"] = score_corpus(best, encoded["test"], tags)
+    save_json(run / METRICS, metrics)
+    shutil.rmtree(run / CHECKPOINT_DIR, ignore_errors=True)
+    summary = f"best epoch {state['best_epoch']}: dev F1 {metrics['dev']['micro']['f1']:.4f}"
+    if "test" in metrics:
+        summary += f", test F1 {metrics['test']['micro']['f1']:.4f}"
+    log(f"{summary}; artifacts in {run}")
+    return metrics

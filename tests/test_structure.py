@@ -1,0 +1,71 @@
+"""The stage packages import each other one way only (data flows one way)."""
+import ast
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+STAGES = ("data", "models", "export", "tuning", "pipeline", "serve")
+
+
+def stage_imports() -> dict[str, set[str]]:
+    """Package -> other stage packages its sources import, at top level or inside functions."""
+    graph = {stage: set() for stage in STAGES}
+    for stage in STAGES:
+        for source in (ROOT / stage).rglob("*.py"):
+            for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = [node.module]
+                else:
+                    continue
+                graph[stage].update(name.split(".")[0] for name in names
+                                    if name.split(".")[0] in STAGES and
+                                    name.split(".")[0] != stage)
+    return graph
+
+
+def cycle_in(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle as a list of packages, or None (depth-first search)."""
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                return path + [node, target]
+            if target not in state:
+                found = visit(target, path + [node])
+                if found:
+                    return found
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node, [])
+            if found:
+                return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycle_in({"a": {"b"}, "b": {"c"}, "c": {"a"}}) is not None
+    assert cycle_in({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_stage_packages_import_one_way():
+    graph = stage_imports()
+    assert cycle_in(graph) is None, f"import cycle: {' -> '.join(cycle_in(graph))}"
+    assert graph["data"] == set()  # the lowest stage: importable without the others
+    assert "pipeline" not in set().union(*(graph[s] for s in STAGES if s != "pipeline"))
+    assert graph["serve"] <= {"data"}  # a deployment needs data/ and serve/ only
+
+
+def test_readme_stage_table_lists_the_stages_in_import_order():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## The stages"):readme.index("### Your own data")]
+    order = [stage for stage in STAGES
+             if f"| `{stage}/` |" in table]
+    positions = [table.index(f"| `{stage}/` |") for stage in order]
+    assert len(order) == len(STAGES) and positions == sorted(positions)
