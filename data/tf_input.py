@@ -6,7 +6,7 @@ padding is small; the batch order is then shuffled. Every random choice derives 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +23,9 @@ SORT_WINDOW_BATCHES = 50  # sort by length within windows of this many batches
 class EncodedCorpus:
     inputs: dict[str, list[np.ndarray]]  # input name -> one array per sentence
     tag_ids: list[np.ndarray]
+    texts: list[str] = field(default_factory=list)
+    # distillation: the teacher's tag marginals per sentence, float32 [length, tags]
+    soft_targets: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.tag_ids)
@@ -54,8 +57,9 @@ def encode_corpus(sentences: list[Sentence], encoder: InputEncoder, tags: TagVoc
     if max_len:
         sentences = [chunk for sentence in sentences for chunk in split_long(sentence, max_len)]
     sentences = [s for s in sentences if s.text]
-    return EncodedCorpus(inputs=encoder.encode_each([s.text for s in sentences]),
-                         tag_ids=[tags.encode(s.tags) for s in sentences])
+    texts = [s.text for s in sentences]
+    return EncodedCorpus(inputs=encoder.encode_each(texts),
+                         tag_ids=[tags.encode(s.tags) for s in sentences], texts=texts)
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -120,6 +124,11 @@ def training_dataset(corpus: EncodedCorpus, batch_size: int, seed: int, epoch: i
     shapes = np.array([tags.shape for _, tags in padded], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])[:-1]])
     flat_tags = tf.constant(np.concatenate([tags.ravel() for _, tags in padded]))
+    flat_soft = None
+    if corpus.soft_targets is not None:  # distillation: (tag ids, teacher marginals) targets
+        flat_soft = tf.constant(np.concatenate([
+            pad([corpus.soft_targets[i] for i in indices]).ravel() for indices in batches]))
+        num_tags = corpus.soft_targets[0].shape[1]
     flat_inputs = {name: tf.constant(np.concatenate([inputs[name].ravel() for inputs, _ in padded]))
                    for name in padded[0][0]}
     # values per character of each input: None for ids, the feature width for lexicon inputs
@@ -132,8 +141,10 @@ def training_dataset(corpus: EncodedCorpus, batch_size: int, seed: int, epoch: i
                 return tf.reshape(flat[offset:offset + shape[0] * shape[1]], shape)
             values = flat[offset * width:(offset + shape[0] * shape[1]) * width]
             return tf.reshape(values, tf.concat([shape, [width]], 0))
-        return ({name: take(flat, widths[name]) for name, flat in flat_inputs.items()},
-                take(flat_tags))
+        inputs = {name: take(flat, widths[name]) for name, flat in flat_inputs.items()}
+        if flat_soft is None:
+            return inputs, take(flat_tags)
+        return inputs, (take(flat_tags), take(flat_soft, num_tags))
 
     dataset = tf.data.Dataset.from_tensor_slices((offsets, shapes)).map(cut)
     return dataset.prefetch(4), len(batches)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 MSRA_TRAIN, MSRA_DEV, MSRA_TEST = "data/msra/train.txt", "data/msra/dev.txt", "data/msra/test.txt"
@@ -48,6 +48,11 @@ class TrainConfig:
     max_len: int = 200  # longer training sentences are cut into chunks of at most this
     seed: int = 42
     strict: bool = False  # invalid BMES transitions are errors, not warnings
+    # distillation (python -m pipeline.distill): teacher run folders, their marginals' share of
+    # the loss, and raw-text files the teachers tag as extra training data
+    teachers: list[str] = field(default_factory=list)
+    soft_weight: float = 0.5
+    unlabeled: list[str] = field(default_factory=list)
     data_format: str | None = None  # None: detected per file (data/formats.py FORMS)
     overlaps: str = "refuse"  # overlapping spans in span files: refuse | keep-longest | keep-first
 

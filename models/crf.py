@@ -42,6 +42,38 @@ def crf_log_norm(emissions, sequence_lengths, transitions):
     return tf.where(sequence_lengths > 0, log_norm, tf.zeros_like(log_norm))
 
 
+def crf_log_marginals(emissions, sequence_lengths, transitions):
+    """log P(tag at t is k) [batch, time, tags] by forward-backward (0 past each length):
+    differentiable, for distillation onto a teacher's marginals (data/marginals.py, the numpy
+    twin, is checked against enumerating every path; this against it)."""
+    sequence_lengths = tf.cast(sequence_lengths, tf.int32)
+    transitions = tf.cast(transitions, emissions.dtype)
+    time = tf.shape(emissions)[1]
+    first = emissions[:, 0, :]
+    rest = tf.transpose(emissions[:, 1:, :], [1, 0, 2])
+
+    def forward(alphas, step):
+        emission_t, t = step
+        scores = tf.reduce_logsumexp(alphas[:, :, None] + transitions[None, :, :], axis=1)
+        return tf.where((t < sequence_lengths)[:, None], scores + emission_t, alphas)
+
+    def backward(betas, step):
+        emission_next, t = step  # emissions at t + 1, producing beta at t
+        scores = tf.reduce_logsumexp(transitions[None, :, :] + (emission_next + betas)[:, None, :],
+                                     axis=2)
+        return tf.where((t + 1 < sequence_lengths)[:, None], scores, tf.zeros_like(scores))
+
+    steps = tf.range(1, time)
+    alphas = tf.concat([first[None], tf.scan(forward, (rest, steps), initializer=first)], 0)
+    zeros = tf.zeros_like(first)
+    betas = tf.concat([tf.scan(backward, (rest, steps - 1), initializer=zeros, reverse=True),
+                       zeros[None]], 0)
+    log_norm = crf_log_norm(emissions, sequence_lengths, transitions)
+    log_marginals = tf.transpose(alphas + betas, [1, 0, 2]) - log_norm[:, None, None]
+    valid = tf.sequence_mask(sequence_lengths, time)[:, :, None]
+    return tf.where(valid, log_marginals, tf.zeros_like(log_marginals))
+
+
 def crf_log_likelihood(emissions, tag_ids, sequence_lengths, transitions):
     """Log-likelihood of each tag path [batch]; `-mean` of it is the training loss."""
     sequence_lengths = tf.cast(sequence_lengths, tf.int32)

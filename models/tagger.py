@@ -19,7 +19,7 @@ import tensorflow as tf
 from data.encoding import BIGRAM_IDS, CHAR_IDS
 from data.lexicon_features import FLAGS, SETS, WORD_IDS, WORD_WEIGHTS
 from data.vocab import PAD_ID
-from models.crf import CRF, crf_log_likelihood
+from models.crf import CRF, crf_log_likelihood, crf_log_marginals
 
 
 def sequence_lengths_of(char_ids):
@@ -106,11 +106,24 @@ class BiLSTMCRF(keras.Model):
                                                 name=WORD_WEIGHTS)
         return specs
 
-    def crf_loss(self, inputs, tag_ids, training):
+    # Distillation (models/distillation.py): the share of the loss given to the teacher's
+    # marginals; set on the student before training, not saved with the model.
+    soft_weight = 0.0
+
+    def crf_loss(self, inputs, targets, training):
+        """CRF negative log-likelihood of the tags; with (tags, teacher marginals) targets,
+        mixed with the cross-entropy of the student's CRF marginals against the teacher's."""
+        tag_ids, soft = targets if isinstance(targets, (tuple, list)) else (targets, None)
         emissions = self(inputs, training=training)
         lengths = sequence_lengths_of(inputs["char_ids"])
         log_likelihood = crf_log_likelihood(emissions, tag_ids, lengths, self.crf.transitions)
-        return -tf.reduce_mean(log_likelihood)
+        loss = -tf.reduce_mean(log_likelihood)
+        if soft is None or not self.soft_weight:
+            return loss
+        log_marginals = crf_log_marginals(emissions, lengths, self.crf.transitions)
+        soft_loss = -tf.reduce_mean(tf.reduce_sum(tf.cast(soft, emissions.dtype) * log_marginals,
+                                                  axis=[1, 2]))
+        return (1.0 - self.soft_weight) * loss + self.soft_weight * soft_loss
 
     def train_step(self, data):
         inputs, tag_ids = data

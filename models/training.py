@@ -20,6 +20,8 @@ import numpy as np
 from data.formats import read_corpus
 from data.quiet import import_tensorflow_quietly
 from models.config import TrainConfig
+from models.distillation import (attach_teacher_targets, load_teachers, pseudo_labelled,
+                                 read_unlabeled)
 from models.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, save_json,
                               save_vocabularies, load_vocabularies, write_atomic)
 
@@ -49,15 +51,17 @@ def load_data(config: TrainConfig):
     return corpora
 
 
-def build_vocabularies(config: TrainConfig, corpora):
-    """The input encoder and tag set, from the training data only (and the lexicon)."""
+def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=None):
+    """The input encoder and tag set, from the training data only (and the lexicon); a
+    student also learns characters from the raw text its teachers tag (extra_texts) and
+    takes its teachers' tag set (tag_names)."""
     from data.encoding import InputEncoder
     from data.lexicon import load_lexicon
     from data.lexicon_features import LexiconFeatures, build_word_vocab
     from data.tags import tag_set
     from data.vocab import BigramVocab, CharVocab, TagVocab
 
-    texts = [s.text for s in corpora["train"].sentences]
+    texts = [s.text for s in corpora["train"].sentences] + list(extra_texts)
     chars = CharVocab.build(texts, config.char_min_count)
     bigrams = BigramVocab.build(texts, config.bigram_min_count) if config.bigrams else None
     features = None
@@ -69,8 +73,13 @@ def build_vocabularies(config: TrainConfig, corpora):
             features = LexiconFeatures(lexicon, config.lexicon_features, word_vocab,
                                        config.word_top_k)
     # Tags from every given file: a type seen only in dev must still be encodable.
-    tags = TagVocab(tag_set(s.tags for corpus in corpora.values() for s in corpus.sentences))
-    return InputEncoder(chars, bigrams, features), tags
+    seen = tag_set(s.tags for corpus in corpora.values() for s in corpus.sentences)
+    if tag_names is not None:
+        unknown = sorted(set(seen) - set(tag_names))
+        if unknown:
+            raise ValueError(f"the data has tags the teachers do not know: {', '.join(unknown)}")
+        seen = list(tag_names)
+    return InputEncoder(chars, bigrams, features), TagVocab(seen)
 
 
 def build_model(config: TrainConfig, encoder, tags):
@@ -231,6 +240,10 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     corpora = load_data(config)
+    teachers = load_teachers(config.teachers) if config.teachers else []
+    unlabeled = read_unlabeled(config.unlabeled, config.max_len) if config.unlabeled else []
+    if unlabeled:
+        log(f"unlabeled: {len(unlabeled)} texts from {len(config.unlabeled)} file(s)")
     checkpoint_state = run / CHECKPOINT_DIR / "state.json"
     if resume and checkpoint_state.exists():
         encoder, tags = load_vocabularies(run)
@@ -240,7 +253,8 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
         if resume:
             log(f"no checkpoint in {run}: starting from scratch")
         run.mkdir(parents=True, exist_ok=True)
-        encoder, tags = build_vocabularies(config, corpora)
+        encoder, tags = build_vocabularies(
+            config, corpora, unlabeled, teachers[0].tags.tags if teachers else None)
         model = build_model(config, encoder, tags)
         average = weight_average(model, config)
         config.save(run / CONFIG)
@@ -249,11 +263,32 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
     encoded = {name: encode_corpus(corpus.sentences, encoder, tags,
                                    config.max_len if name == "train" else None)
                for name, corpus in corpora.items()}
+    if teachers:
+        add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log)
+        model.soft_weight = config.soft_weight
     log(f"{describe(encoder)}, {len(tags)} tags, {model.count_params():,} parameters")
 
     with GracefulInterrupt() as interrupt:
         run_epochs(config, run, model, average, encoded, tags, state, interrupt, log)
     return finish(run, config, encoded, tags, state, log)
+
+
+def add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log) -> None:
+    """Soft targets on the training sentences, then the raw texts as teacher-tagged sentences
+    with theirs (deterministic: the same on a resumed run)."""
+    from data.tf_input import encode_corpus
+
+    train = encoded["train"]
+    attach_teacher_targets(train, teachers, log)
+    if unlabeled:
+        sentences, marginals = pseudo_labelled(teachers, unlabeled, tags)
+        extra = encode_corpus(sentences, encoder, tags)
+        for name, arrays in extra.inputs.items():
+            train.inputs[name] = train.inputs[name] + arrays
+        train.tag_ids += extra.tag_ids
+        train.texts += extra.texts
+        train.soft_targets += [m for m, s in zip(marginals, sentences) if s.text]
+        log(f"training on {len(train)} sentences ({len(extra)} tagged by the teachers)")
 
 
 def run_epochs(config, run, model, average, encoded, tags, state, interrupt, log) -> None:

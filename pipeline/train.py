@@ -21,8 +21,18 @@ from models.training import train
 EXIT_DATA_ERROR, EXIT_INTERRUPTED = 2, 130
 
 
+# Fields with flags of their own (or set by pipeline.distill), not the generic --name NUMBER.
+_OWN_FLAGS = ("train", "dev", "test", "out", "bigrams", "strict", "lexicon", "lexicon_features",
+              "data_format", "overlaps", "teachers", "unlabeled", "soft_weight")
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__,
+    return build_parser("python -m pipeline.train", __doc__).parse_args(argv)
+
+
+def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """Every training flag (pipeline.distill adds its own to the same parser)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", help="training data (column or inline BMES/BIO)")
     parser.add_argument("--dev", help="dev data: early stopping and every choice")
@@ -32,8 +42,7 @@ def parse_args(argv):
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last finished epoch")
     for field in fields(TrainConfig):
-        if field.name in ("train", "dev", "test", "out", "bigrams", "strict", "lexicon",
-                          "lexicon_features", "data_format", "overlaps"):
+        if field.name in _OWN_FLAGS:
             continue
         kind = {"int": int, "float": float}[field.type]
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, dest=field.name,
@@ -57,7 +66,7 @@ def parse_args(argv):
                         "keep-first")
     parser.add_argument("--strict", action="store_true", default=None,
                         help="refuse data with invalid BMES transitions")
-    return parser.parse_args(argv)
+    return parser
 
 
 def build_config(args) -> TrainConfig:
@@ -76,7 +85,12 @@ def build_config(args) -> TrainConfig:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    return run_command(parse_args(argv))
+
+
+def run_command(args) -> int:
+    """Build the config from the flags, train, and turn failures into messages and exit
+    codes (2 bad input, 130 interrupted); shared by pipeline.distill."""
     try:
         config = build_config(args)
         if args.out:

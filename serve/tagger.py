@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from data.encoding import encoder_from_description
+from data.pieces import piece_bounds, split_points  # noqa: F401  (split_points: public here too)
 from data.tags import TagCodes, spans_of_ids
 from data.viterbi import viterbi_decode, viterbi_path
 from serve.providers import choose_providers
@@ -22,9 +22,6 @@ DEFAULT_BATCH_SIZE = 64
 # Viterbi decodes this many model batches at once: numpy's per-step cost is then spread over
 # more sequences (wide-batch Viterbi: 0.79 us/char at 64 sequences, 0.45 at 256).
 DECODE_BATCHES = 4
-# Where a long text is best cut: after sentence-final punctuation, else after a clause break.
-_SENTENCE_END = re.compile(r"[。！？；!?;…\n]")
-_CLAUSE_END = re.compile(r"[，、,：:\s]")
 
 
 @dataclass(frozen=True)
@@ -36,26 +33,6 @@ class Entity:
 
     def to_dict(self) -> dict:
         return {"type": self.type, "start": self.start, "end": self.end, "text": self.text}
-
-
-def split_points(text: str, max_len: int) -> list[int]:
-    """Start offsets of pieces of at most max_len characters covering the whole text.
-
-    Cuts after sentence-final punctuation in the window's second half when there is one, else
-    after a clause break there, else exactly at max_len: every character lands in one piece.
-    """
-    starts = [0]
-    while len(text) - starts[-1] > max_len:
-        start = starts[-1]
-        window = text[start + max_len // 2:start + max_len]
-        cut = start + max_len
-        for pattern in (_SENTENCE_END, _CLAUSE_END):
-            matches = list(pattern.finditer(window))
-            if matches:
-                cut = start + max_len // 2 + matches[-1].end()
-                break
-        starts.append(cut)
-    return starts
 
 
 class Tagger:
@@ -126,7 +103,7 @@ class Tagger:
         pieces, piece_lengths = texts, lengths
         if len(texts) and lengths.max() > self.max_len:
             pieces = [text[start:end] for text in texts
-                      for start, end in _piece_bounds(text, self.max_len)]
+                      for start, end in piece_bounds(text, self.max_len)]
             piece_lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
         # Pieces are consecutive stretches of the concatenated texts: their offsets there.
         piece_offsets = np.cumsum(piece_lengths) - piece_lengths
@@ -188,13 +165,6 @@ class Tagger:
             results[index].append(Entity(self.codes.types[type_id], int(start), int(end),
                                          text[start:end]))
         return results
-
-
-def _piece_bounds(text: str, max_len: int) -> list[tuple[int, int]]:
-    if len(text) <= max_len:
-        return [(0, len(text))]
-    starts = split_points(text, max_len)
-    return list(zip(starts, starts[1:] + [len(text)]))
 
 
 def default_model_path() -> Path | None:

@@ -144,3 +144,38 @@ def test_loss_gradient_matches_finite_differences():
     # Padding positions get no gradient: the loss must not see them.
     for b, length in enumerate(lengths):
         assert np.all(grad_emissions.numpy()[b, length:] == 0)
+
+
+@pytest.mark.parametrize("num_tags,max_len,seed", CASES)
+def test_marginals_equal_brute_force(num_tags, max_len, seed):
+    from data.marginals import crf_marginals
+
+    rng = np.random.default_rng(seed * 100 + num_tags * 10 + max_len + 2)
+    emissions, transitions, _, lengths = ragged_case(rng, num_tags, max_len, batch=5)
+    lengths[-1] = 0  # an empty sequence has no marginals
+    marginals = crf_marginals(emissions, transitions, lengths)
+    for b, length in enumerate(lengths):
+        expected = np.zeros((max_len, num_tags))
+        if length:
+            log_norm, _, _, scores = brute_force(emissions[b], transitions, length)
+            for path, score in scores.items():
+                for t, tag in enumerate(path):
+                    expected[t, tag] += np.exp(score - log_norm)
+        np.testing.assert_allclose(marginals[b], expected, atol=1e-6)
+        if length:
+            np.testing.assert_allclose(marginals[b, :length].sum(axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("num_tags,max_len", [(3, 1), (4, 5), (5, 6)])
+def test_tf_log_marginals_equal_the_numpy_marginals(num_tags, max_len):
+    from data.marginals import crf_marginals
+    from models.crf import crf_log_marginals
+
+    rng = np.random.default_rng(num_tags * 10 + max_len)
+    emissions, transitions, _, lengths = ragged_case(rng, num_tags, max_len, batch=6)
+    log_marginals = crf_log_marginals(tf.constant(emissions), tf.constant(lengths),
+                                      tf.constant(transitions)).numpy()
+    expected = crf_marginals(emissions, transitions, lengths)
+    valid = np.arange(max_len)[None, :] < lengths[:, None]
+    np.testing.assert_allclose(np.exp(log_marginals)[valid], expected[valid], atol=1e-5)
+    assert np.all(log_marginals[~valid] == 0)

@@ -1,0 +1,104 @@
+"""Teacher-student training: soft targets from one or more trained runs, and raw text.
+
+A teacher is an ordinary run folder. For every training sentence (and every line of the
+`--unlabeled` raw-text files) the teachers' per-character tag marginals (CRF forward-backward
+over their emissions, data/marginals.py) are averaged into the student's soft targets; raw
+text also gets hard tags, the Viterbi path over the teachers' averaged emissions and
+transitions. The student minimises (1 - soft_weight) * CRF NLL of the (gold or teacher) tags
++ soft_weight * cross-entropy of its own CRF marginals against the teachers'
+(models/tagger.py crf_loss). Each teacher reads the text through its own encoder, so a
+teacher and its student may differ in size, vocabulary and lexicon features.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from data.formats import DataError, Sentence
+from data.marginals import crf_marginals
+from data.pieces import piece_bounds
+from data.viterbi import viterbi_decode
+
+TEACHER_BATCH = 256
+
+
+def read_unlabeled(paths: list[str], max_len: int) -> list[str]:
+    """Lines of plain-text files, one text a line, streamed; a line longer than max_len is cut
+    into pieces as serving cuts it; empty lines are skipped. Invalid UTF-8 or a file with no
+    text at all is a DataError naming FILE:LINE."""
+    texts = []
+    for path in paths:
+        found = False
+        with open(path, "rb") as stream:
+            for number, raw in enumerate(stream, 1):
+                raw = raw.rstrip(b"\n").rstrip(b"\r")
+                if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise DataError(path, number, f"invalid UTF-8 (byte 0x{raw[error.start]:02x}"
+                                                  f" at byte {error.start + 1} of the line); "
+                                                  "the file must be UTF-8") from None
+                if text.strip():
+                    found = True
+                    texts += [text[start:end] for start, end in piece_bounds(text, max_len)]
+        if not found:
+            raise DataError(path, 1, "empty file: no text to learn from")
+    return texts
+
+
+def load_teachers(paths: list[str]) -> list:
+    from models.run_files import load_run
+
+    teachers = [load_run(path) for path in paths]
+    tags = teachers[0].tags.tags
+    for teacher in teachers[1:]:
+        if teacher.tags.tags != tags:
+            raise ValueError(f"{teacher.path}: its tag set differs from {teachers[0].path}'s; "
+                             "teachers must share one tag set")
+    return teachers
+
+
+def teacher_outputs(teachers: list, texts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(averaged marginals [length, tags], Viterbi tag ids over the averaged emissions and
+    transitions) for each text, in order."""
+    from models.tagger import emissions_function
+
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    order = np.argsort(lengths, kind="stable")
+    marginals = [None] * len(texts)
+    tag_ids = [None] * len(texts)
+    transitions = np.mean([t.model.crf.transitions.numpy() for t in teachers], axis=0)
+    for begin in range(0, len(order), TEACHER_BATCH):
+        indices = order[begin:begin + TEACHER_BATCH]
+        batch_texts = [texts[i] for i in indices]
+        batch_lengths = lengths[indices]
+        summed_marginals, summed_emissions = 0.0, 0.0
+        for teacher in teachers:
+            inputs = teacher.encoder.encode_padded(batch_texts)
+            emissions = emissions_function(teacher.model)(inputs).numpy()
+            transitions_t = teacher.model.crf.transitions.numpy()
+            summed_marginals = summed_marginals + crf_marginals(emissions, transitions_t,
+                                                                batch_lengths)
+            summed_emissions = summed_emissions + emissions
+        averaged = (summed_marginals / len(teachers)).astype(np.float32)
+        best, _ = viterbi_decode(summed_emissions / len(teachers), transitions, batch_lengths)
+        for row, index in enumerate(indices):
+            marginals[index] = averaged[row, :batch_lengths[row]]
+            tag_ids[index] = best[row, :batch_lengths[row]].astype(np.int32)
+    return marginals, tag_ids
+
+
+def attach_teacher_targets(corpus, teachers: list, log=print) -> None:
+    """Soft targets for every sentence of an encoded training corpus (in place)."""
+    marginals, _ = teacher_outputs(teachers, corpus.texts)
+    corpus.soft_targets = marginals
+    log(f"teacher marginals for {len(corpus.texts)} training sentences from "
+        f"{len(teachers)} teacher(s)")
+
+
+def pseudo_labelled(teachers: list, texts: list[str], tags) -> tuple[list[Sentence], list]:
+    """Raw texts as sentences tagged by the teachers, and their marginals."""
+    marginals, tag_ids = teacher_outputs(teachers, texts)
+    sentences = [Sentence(text, tags.decode(ids), 0) for text, ids in zip(texts, tag_ids)]
+    return sentences, marginals
