@@ -334,6 +334,64 @@ def write_report(out: Path, report: dict) -> None:
         pass
 
 
+def pareto_points(report: dict, model: Path) -> list[dict]:
+    """One point per model and precision the run measured end to end in-process."""
+    files = {"": str(model), **{f"[{n}]": m for n, m in report.get("compare_models", {}).items()}}
+    points = []
+    for suffix, fp32_file in files.items():
+        for precision in ("fp32", "int8"):
+            result = report["paths"].get(f"ort_{precision}{suffix}", {})
+            if "e2e_chars_per_s" not in result:
+                continue
+            path = Path(fp32_file) if precision == "fp32" else \
+                Path(fp32_file).with_suffix(".int8.onnx")
+            points.append({"model": (suffix.strip("[]") or "main") + f" {precision}",
+                           "f1": result.get("f1"), "chars_per_s": result["e2e_chars_per_s"],
+                           "p50_ms": result.get("latency_p50_ms"),
+                           "mb": path.stat().st_size / 1e6 if path.exists() else None})
+    front = [p for p in points if not any(
+        o["f1"] >= p["f1"] and o["chars_per_s"] >= p["chars_per_s"] and o is not p and
+        (o["f1"] > p["f1"] or o["chars_per_s"] > p["chars_per_s"]) for o in points)]
+    for point in points:
+        point["front"] = point in front
+    return points
+
+
+def write_pareto(out: Path, report: dict, model: Path) -> None:
+    """pareto.md and pareto.png: test F1 against end-to-end chars/s, every model given
+    (--model and each --compare), fp32 and int8."""
+    points = pareto_points(report, model)
+    if not points:
+        return
+    rows = ["| model | test F1 | end-to-end chars/s | p50 ms (50 chars) | file MB | Pareto front |",
+            "|---|---|---|---|---|---|"]
+    for p in sorted(points, key=lambda p: -p["chars_per_s"]):
+        rows.append(f"| {p['model']} | {p['f1']:.4f} | {p['chars_per_s']:,.0f} | "
+                    f"{p['p50_ms']:.2f} | {p['mb']:.1f} | {'yes' if p['front'] else ''} |")
+    (out / "pareto.md").write_text("\n".join(rows) + "\n")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for p in points:
+        axis.scatter(p["chars_per_s"], p["f1"], color="#c0392b" if p["front"] else "#7f8c8d",
+                     marker="o" if p["model"].endswith("fp32") else "s")
+        axis.annotate(p["model"], (p["chars_per_s"], p["f1"]), fontsize=8,
+                      xytext=(4, 4), textcoords="offset points")
+    front = sorted((p for p in points if p["front"]), key=lambda p: p["chars_per_s"])
+    axis.plot([p["chars_per_s"] for p in front], [p["f1"] for p in front], color="#c0392b",
+              linewidth=1)
+    axis.set_xlabel("characters per second, end to end (ONNX Runtime, 2 threads)")
+    axis.set_ylabel("test entity F1")
+    axis.set_title(f"F1 against speed (red: Pareto front; o fp32, s int8), {machine_name()}",
+                   fontsize=9)
+    figure.tight_layout()
+    figure.savefig(out / "pareto.png", dpi=100)
+
+
 def machine_name() -> str:
     model = ""
     try:
@@ -405,6 +463,10 @@ def main(argv=None) -> int:
         plan[f"serve_tag_file[{name}]"] = {"kind": "file", "text_file": str(text_file),
                                           "model": other}
         chosen += [f"ort_fp32[{name}]", f"serve_tag_file[{name}]"]
+        other_int8 = Path(other).with_suffix(".int8.onnx")
+        if other_int8.exists():
+            plan[f"ort_int8[{name}]"] = {"kind": "ort", "threads": 2, "model": str(other_int8)}
+            chosen.append(f"ort_int8[{name}]")
         report["compare"][name] = f"serve_tag_file[{name}]"
         report["compare_models"][name] = other
     for name in chosen:
@@ -431,6 +493,7 @@ def main(argv=None) -> int:
                           "lstm_share_of_peak": lstm_gflops / peak,
                           "lstm_flops_per_char": flops_per_char}
     write_report(out, report)
+    write_pareto(out, report, model)
     print((out / "bench.md").read_text())
     return 0
 

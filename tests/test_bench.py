@@ -12,13 +12,15 @@ def test_bench_measures_every_path_and_writes_the_report(trained_run, exported, 
     run, _ = trained_run
     fp32, _, _ = exported
     result = run_module("pipeline.bench", "--run", run, "--model", fp32, "--data",
-                        FIXTURES / "dev.txt", "--out", tmp_path, "--repeats", "1", timeout=600)
+                        FIXTURES / "dev.txt", "--out", tmp_path, "--repeats", "1",
+                        "--compare", f"again={fp32}", timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
     paths = report["paths"]
     assert set(paths) == {"keras_predict", "tf_function", "ort_fp32", "ort_fp32_1thread",
                           "ort_int8", "ort_cuda", "serve_tag_file", "serve_tag_file_2_workers",
-                          "serve_tag_2_processes"}
+                          "serve_tag_2_processes", "ort_fp32[again]", "serve_tag_file[again]",
+                          "ort_int8[again]"}
     measured = [name for name, r in paths.items() if "e2e_chars_per_s" in r]
     assert set(measured) >= {"keras_predict", "tf_function", "ort_fp32", "ort_int8",
                              "serve_tag_file", "serve_tag_2_processes"}
@@ -31,3 +33,12 @@ def test_bench_measures_every_path_and_writes_the_report(trained_run, exported, 
     assert report["hardware"]["matmul_peak_gflops"] > 0
     assert "| ort_fp32 |" in (tmp_path / "bench.md").read_text()
     assert (tmp_path / "bench.png").stat().st_size > 1000
+    # the compared model is the same file: same F1; the Pareto view has every model x precision
+    assert paths["ort_fp32[again]"]["f1"] == paths["ort_fp32"]["f1"]
+    pareto = (tmp_path / "pareto.md").read_text().splitlines()
+    assert [row.split(" | ")[0] for row in pareto[2:]] != []
+    assert sorted(row.split(" | ")[0].lstrip("| ") for row in pareto[2:]) == \
+        ["again fp32", "again int8", "main fp32", "main int8"]
+    assert (tmp_path / "pareto.png").stat().st_size > 1000
+    assert "lexicon_share" in paths["ort_fp32"]  # the default model reads the jieba lexicon
+    assert "serve_tag_file / serve_tag_file[again]:" in (tmp_path / "bench.md").read_text()
