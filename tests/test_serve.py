@@ -202,7 +202,8 @@ def test_cli_output_gets_ordinary_permissions(exported, tmp_path):
 def test_killing_serve_tag_leaves_no_partial_output(exported, tmp_path):
     source = tmp_path / "big.txt"
     line = "中华人民共和国国务院总理周恩来在外交部长陈毅的陪同下访问了埃塞俄比亚。\n"
-    source.write_text(line * 60_000, encoding="utf-8")
+    # 11M characters: long enough that the tiny model is still at work a second in
+    source.write_text(line * 300_000, encoding="utf-8")
     out = tmp_path / "out.jsonl"
     for sig in (signal.SIGINT, signal.SIGKILL):
         process = subprocess.Popen([sys.executable, "-m", "serve.tag", "--model", str(exported[0]),
@@ -255,9 +256,10 @@ def not_a_tagger_files(tmp_path, exported_model):
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     other = tmp_path / "other.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), other)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                ir_version=8), other)
     return {text: "not a valid ONNX file", folder: "not a model file",
-            truncated: "not a valid ONNX file", other: "not a tagger"}
+            truncated: "not a valid ONNX file", other: "an ONNX model, but not a tagger"}
 
 
 @pytest.mark.slow

@@ -51,8 +51,10 @@ def test_pruning_chooses_the_fastest_within_tolerance():
 @pytest.mark.slow
 def test_interrupted_search_resumes_to_exactly_max_trials(tmp_path):
     out = tmp_path / "search"
+    # unbuffered: "Trial 2 Complete" must arrive when it is printed, not with a later flush
     process = subprocess.Popen(tune_command(out, 4), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+                               stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
     finished = 0
     deadline = time.time() + 300
     for line in process.stdout:
