@@ -1,0 +1,96 @@
+"""pipeline.distill: a student on its teacher's marginals and on teacher-tagged raw text."""
+import json
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import FIXTURES, ROOT, TINY, run_module
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("tensorflow")
+
+
+def distill_command(teacher, out, epochs, *extra):
+    student = [flag if flag != "16" or previous != "--hidden-size" else "8"
+               for previous, flag in zip([""] + TINY, TINY)]  # a smaller student
+    return [sys.executable, "-m", "pipeline.distill", "--teacher", str(teacher),
+            "--train", str(FIXTURES / "train.txt"), "--dev", str(FIXTURES / "dev.txt"),
+            "--out", str(out), "--epochs", str(epochs), *student, *extra]
+
+
+@pytest.fixture(scope="module")
+def raw_text(tmp_path_factory):
+    from data.formats import read_corpus
+
+    path = tmp_path_factory.mktemp("raw") / "raw.txt"
+    texts = [s.text for s in read_corpus(FIXTURES / "dev.txt").sentences]
+    path.write_text("\n".join(texts) + "\n\n" + "，".join(texts) + "\n", encoding="utf-8")
+    return path  # one line longer than max_len: cut into pieces as serving cuts it
+
+
+def test_student_is_an_ordinary_run_recording_its_teacher(trained_run, raw_text, tmp_path):
+    teacher, _ = trained_run
+    out = tmp_path / "student"
+    result = subprocess.run(distill_command(teacher, out, 2, "--unlabeled", str(raw_text)),
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "teacher marginals for 300 training sentences from 1 teacher(s)" in result.stdout
+    assert "tagged by the teachers" in result.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["teachers"] == [str(teacher)] and config["unlabeled"] == [str(raw_text)]
+    assert config["hidden_size"] == 8
+    assert json.loads((out / "tags.json").read_text()) == \
+        json.loads((teacher / "tags.json").read_text())
+    exported = run_module("export.to_onnx", "--run", out, "--out", tmp_path / "student.onnx")
+    assert exported.returncode == 0 and "validation passed" in exported.stdout
+
+
+def test_distillation_resumes_to_the_same_result_after_a_kill(trained_run, raw_text, tmp_path):
+    from models.run_files import load_run
+
+    teacher, _ = trained_run
+    epochs, extra = 3, ("--unlabeled", str(raw_text))
+    whole = tmp_path / "whole"
+    assert subprocess.run(distill_command(teacher, whole, epochs, *extra), capture_output=True,
+                          cwd=ROOT, timeout=600).returncode == 0
+    resumed = tmp_path / "resumed"
+    process = subprocess.Popen(distill_command(teacher, resumed, epochs, *extra),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               cwd=ROOT)
+    for line in process.stdout:
+        if line.startswith(f"epoch 2/{epochs}"):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    result = subprocess.run(distill_command(teacher, resumed, epochs, *extra, "--resume"),
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0 and "after epoch 2" in result.stdout, result.stderr[-2000:]
+    history = [(out / "history.csv").read_text().splitlines() for out in (whole, resumed)]
+    strip = [[",".join(row.split(",")[:-1]) for row in rows] for rows in history]  # no seconds
+    assert strip[0] == strip[1]
+    for a, b in zip(load_run(whole).model.get_weights(), load_run(resumed).model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("content,line,message", [
+    ("北京\n上海\n".encode() + b"\xffab\n", 3, "invalid UTF-8 (byte 0xff"),
+    (b"", 1, "empty file"),
+    (b"\n\n  \n", 1, "empty file"),
+], ids=["utf8", "empty", "blank"])
+def test_bad_unlabeled_file_is_named_with_exit_2(trained_run, tmp_path, content, line, message):
+    teacher, _ = trained_run
+    raw = tmp_path / "raw.txt"
+    raw.write_bytes(content)
+    result = subprocess.run(distill_command(teacher, tmp_path / "s", 1, "--unlabeled", str(raw)),
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"error: {raw}:{line}: {message}" in result.stderr
+
+
+def test_teacher_must_be_a_run_folder(tmp_path):
+    result = run_module("pipeline.distill", "--teacher", tmp_path, "--out", tmp_path / "s")
+    assert result.returncode == 2 and "not a finished run folder" in result.stderr
