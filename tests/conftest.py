@@ -18,6 +18,14 @@ def train_command(out, epochs, *extra):
             "--out", str(out), "--epochs", str(epochs), *TINY, *extra]
 
 
+def default_sigint():
+    """preexec_fn for children a test interrupts: a shell that starts the tests in the
+    background ignores SIGINT, children inherit that, and Python then installs no
+    KeyboardInterrupt handler; restore the default so Ctrl-C behaves as for a user."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_module(*args, timeout=300, **kwargs):
     return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, timeout=timeout, **kwargs)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, run_module
+from tests.conftest import ROOT, default_sigint, run_module
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("ray")
@@ -133,8 +133,8 @@ def test_ctrl_c_exits_130_and_leaves_no_manifest(exported, msra_test_files, tmp_
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "serve.distributed", *map(str, msra_test_files),
                                 "--out", str(out), "--model", str(exported[0]),
-                                "--shard-bytes", "20000"], cwd=ROOT, stderr=subprocess.PIPE,
-                               text=True)
+                                "--shard-bytes", "5000"], cwd=ROOT, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((out / ".done").glob("*.json")):
         time.sleep(0.05)  # wait until shards are being written: Ray is up, the job under way

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import pytest
 
 from data.formats import read_corpus
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES, ROOT, default_sigint
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("fastapi")
@@ -48,7 +48,8 @@ def server(model, *extra, wait_ready=True):
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "serve.http", "--model", str(model),
                                 "--host", "127.0.0.1", "--port", str(port), *map(str, extra)],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 60
         statuses = []

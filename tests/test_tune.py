@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES, ROOT, default_sigint
 
 pytest.importorskip("keras_tuner")
 
@@ -54,7 +54,8 @@ def test_interrupted_search_resumes_to_exactly_max_trials(tmp_path):
     # unbuffered: "Trial 2 Complete" must arrive when it is printed, not with a later flush
     process = subprocess.Popen(tune_command(out, 4), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                               preexec_fn=default_sigint)
     finished = 0
     deadline = time.time() + 300
     for line in process.stdout:
