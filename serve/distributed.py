@@ -264,20 +264,16 @@ def default_actors(cpus: int, threads: int) -> int:
 
 
 def main(argv=None) -> int:
-    from serve.tagger import Tagger, default_model_path
+    from serve.tagger import ModelError, checked_model_path
 
     args = parse_args(argv)
-    model = args.model or default_model_path()
-    if model is None:
-        print("error: no model: pass --model PATH.onnx", file=sys.stderr)
-        return 2
     for path in args.inputs:
         if not Path(path).is_file():
             print(f"error: {path}: no such file", file=sys.stderr)
             return 2
-    try:
-        Tagger.load(model, "cpu", 1)  # a path that is no tagger: one line, before Ray starts
-    except (FileNotFoundError, ValueError) as error:
+    try:  # before Ray starts
+        model = checked_model_path(args.model)
+    except ModelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.out.exists() and not args.out.is_dir():

@@ -288,16 +288,12 @@ def parse_args(argv):
 def main(argv=None) -> int:
     import uvicorn
 
-    from serve.tagger import Tagger, default_model_path
+    from serve.tagger import ModelError, checked_model_path
 
     args = parse_args(argv)
-    model = args.model or default_model_path()
-    if model is None:
-        print("error: no model: pass --model PATH.onnx", file=sys.stderr)
-        return 2
-    try:  # a path that is no tagger fails here, before the port opens: one line, exit 2
-        Tagger.load(model, "cpu", 1)  # loaded again in the background once the port is open
-    except (FileNotFoundError, ValueError) as error:
+    try:  # before the port opens; loaded again in the background once it is open
+        model = checked_model_path(args.model)
+    except ModelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     app = create_app(model, args.max_batch, args.max_wait_ms, args.max_queue,

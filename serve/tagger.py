@@ -167,6 +167,24 @@ class Tagger:
         return results
 
 
+class ModelError(Exception):
+    """No usable tagger model: the message is one line for the user."""
+
+
+def checked_model_path(requested: Path | None) -> Path:
+    """--model (or the default model), loaded once to prove it is a tagger, for the commands
+    that load it again elsewhere (a server's worker thread, Ray actors): ModelError if not."""
+    model = requested or default_model_path()
+    if model is None:
+        raise ModelError("no model: pass --model PATH.onnx (export one with python -m "
+                         "export.to_onnx)")
+    try:
+        Tagger.load(model, "cpu", 1)
+    except (FileNotFoundError, ValueError) as error:
+        raise ModelError(str(error)) from None
+    return Path(model)
+
+
 def default_model_path() -> Path | None:
     """$NER_MODEL, else the newest models/*.onnx that is not a quantized variant."""
     if os.environ.get("NER_MODEL"):

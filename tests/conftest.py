@@ -48,3 +48,16 @@ def exported(trained_run, tmp_path_factory):
     result = run_module("export.to_onnx", "--run", run, "--out", out, "--quantize", "int8")
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     return out, out.with_suffix(".int8.onnx"), result.stdout
+
+
+def kill_at_epoch(command, epoch: int, epochs: int):
+    """Start a training-like command and SIGKILL it as soon as it reports `epoch N/M`."""
+    import signal
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, cwd=ROOT)
+    for line in process.stdout:
+        if line.startswith(f"epoch {epoch}/{epochs}"):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL

@@ -1,13 +1,12 @@
 """pipeline.distill: a student on its teacher's marginals and on teacher-tagged raw text."""
 import json
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import FIXTURES, ROOT, TINY, run_module
+from tests.conftest import FIXTURES, ROOT, TINY, kill_at_epoch, run_module
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("tensorflow")
@@ -57,15 +56,7 @@ def test_distillation_resumes_to_the_same_result_after_a_kill(trained_run, raw_t
     assert subprocess.run(distill_command(teacher, whole, epochs, *extra), capture_output=True,
                           cwd=ROOT, timeout=600).returncode == 0
     resumed = tmp_path / "resumed"
-    process = subprocess.Popen(distill_command(teacher, resumed, epochs, *extra),
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                               cwd=ROOT)
-    for line in process.stdout:
-        if line.startswith(f"epoch 2/{epochs}"):
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    kill_at_epoch(distill_command(teacher, resumed, epochs, *extra), 2, epochs)
     result = subprocess.run(distill_command(teacher, resumed, epochs, *extra, "--resume"),
                             capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0 and "after epoch 2" in result.stdout, result.stderr[-2000:]

@@ -10,7 +10,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from tests.conftest import ROOT, train_command
+from tests.conftest import ROOT, kill_at_epoch, train_command
 
 
 def run_training(out, epochs, *extra):
@@ -117,15 +117,7 @@ def test_resume_after_kill_gives_the_same_artifacts(tmp_path):
     run_training(uninterrupted, epochs, "--unk-rate", "0.1")
 
     resumed = tmp_path / "resumed"
-    process = subprocess.Popen(train_command(resumed, epochs, "--unk-rate", "0.1"),
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                               cwd=ROOT)
-    for line in process.stdout:
-        if line.startswith(f"epoch 2/{epochs}"):
-            process.send_signal(signal.SIGKILL)
-            break
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    kill_at_epoch(train_command(resumed, epochs, "--unk-rate", "0.1"), 2, epochs)
     assert (resumed / "checkpoint" / "state.json").exists()
     assert json.loads((resumed / "checkpoint" / "state.json").read_text())["epochs_done"] == 2
 
