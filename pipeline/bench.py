@@ -19,6 +19,7 @@ Writes bench.json, bench.md and bench.png into --out.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -249,6 +250,44 @@ def measure_two_processes(spec: dict) -> dict:
     return {"chars": chars, "e2e_chars_per_s": chars / seconds}
 
 
+def big_input(texts: list[str], out: Path, chars: int) -> Path:
+    """The data's text repeated to at least `chars` characters, one text a line."""
+    path = out / f"big-{chars}.txt"
+    block = "\n".join(texts) + "\n"
+    block_chars = sum(map(len, texts))
+    if not path.exists() or path.stat().st_size < chars:
+        repeats = -(-chars // max(block_chars, 1))
+        with open(path, "w", encoding="utf-8") as handle:
+            for _ in range(repeats):
+                handle.write(block)
+    return path
+
+
+def measure_command(spec: dict) -> dict:
+    """A whole command on the big input, as a user runs it: process start-up, model loading
+    (and Ray start-up) included; one timed run (tens of seconds each)."""
+    import shutil
+    import subprocess
+
+    source = Path(spec["big_file"])
+    chars = sum(len(line.rstrip("\n")) for line in open(source, encoding="utf-8"))
+    target = Path(spec["out"]) / "big-output"
+    shutil.rmtree(target, ignore_errors=True)
+    if spec["command"] == "serve.tag":
+        command = ["serve.tag", str(source), "--model", spec["model"], "-o",
+                   str(target) + ".jsonl", "--quiet"]
+    else:
+        command = ["serve.distributed", str(source), "--model", spec["model"], "--out",
+                   str(target), "--quiet", "--actors", str(spec["actors"]),
+                   "--threads-per-actor", str(spec["threads"])]
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        return {"error": result.stderr.strip()[-300:]}
+    return {"chars": chars, "e2e_chars_per_s": chars / seconds, "seconds": round(seconds, 1)}
+
+
 # -- hardware bound --------------------------------------------------------------------------
 def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
     a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
@@ -309,6 +348,14 @@ def write_report(out: Path, report: dict) -> None:
     if shares:
         rows.append("Lexicon matcher and features, share of end-to-end time: " + ", ".join(
             f"{name} {share:.1%}" for name, share in shares.items()) + ".")
+    big = report["paths"].get("serve_tag_big", {})
+    for name in ("ray_1_actor_x_2_threads", "ray_2_actors_x_1_thread"):
+        ray_result = report["paths"].get(name, {})
+        if "e2e_chars_per_s" in big and "e2e_chars_per_s" in ray_result:
+            rows.append(f"{name} / serve_tag_big on {big['chars']:,} characters: "
+                        f"{ray_result['e2e_chars_per_s'] / big['e2e_chars_per_s']:.1%} "
+                        f"({ray_result['seconds']} s against {big['seconds']} s, start-up "
+                        "included).")
     for name, baseline in report.get("compare", {}).items():
         ours, theirs = report["paths"].get("serve_tag_file", {}), report["paths"].get(baseline, {})
         if "e2e_chars_per_s" in ours and "e2e_chars_per_s" in theirs:
@@ -417,6 +464,10 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", action="append", default=[], metavar="NAME=MODEL.onnx",
                         help="also time another model through ort_fp32 and serve.tag in the same "
                         "run (rows `<path>[NAME]`), e.g. the previous default")
+    parser.add_argument("--big-chars", type=int,
+                        help="also time serve.tag and serve.distributed (Ray, 1x2 and 2x1) on "
+                        "the data repeated to this many characters, start-up included "
+                        "(e.g. 20000000)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite bench.md and bench.png from an existing bench.json")
     args = parser.parse_args(argv)
@@ -449,8 +500,18 @@ def main(argv=None) -> int:
         "serve_tag_file": {"kind": "file", "text_file": str(text_file)},
         "serve_tag_file_2_workers": {"kind": "file", "text_file": str(text_file), "workers": 2},
         "serve_tag_2_processes": {"kind": "pair"},
+        # --big-chars: the Ray path against serve.tag on one large input (issue: >= 80%)
+        "serve_tag_big": {"kind": "command", "command": "serve.tag"},
+        "ray_1_actor_x_2_threads": {"kind": "command", "command": "ray", "actors": 1,
+                                    "threads": 2},
+        "ray_2_actors_x_1_thread": {"kind": "command", "command": "ray", "actors": 2,
+                                    "threads": 1},
     }
-    chosen = args.paths.split(",") if args.paths else list(plan)
+    big = ("serve_tag_big", "ray_1_actor_x_2_threads", "ray_2_actors_x_1_thread")
+    if args.big_chars:
+        common["big_file"] = str(big_input(texts, out, args.big_chars))
+    chosen = args.paths.split(",") if args.paths else [
+        name for name in plan if name not in big or args.big_chars]
     report = {"data": str(args.data), "run": str(args.run), "model": str(model), "paths": {},
               "compare": {}, "compare_models": {}}
     for item in args.compare:
@@ -478,6 +539,13 @@ def main(argv=None) -> int:
             result = {"skipped": "no CUDAExecutionProvider in this onnxruntime"}
         elif spec["kind"] == "pair":
             result = measure_two_processes(spec)
+        elif spec["kind"] == "command":
+            if "big_file" not in spec:
+                result = {"skipped": "needs --big-chars N"}
+            elif spec["command"] == "ray" and importlib.util.find_spec("ray") is None:
+                result = {"skipped": "ray is not installed (requirements-ray.txt)"}
+            else:
+                result = measure_command(spec)
         else:
             result = measure_in_process(spec)
         report["paths"][name] = result
