@@ -263,7 +263,8 @@ def not_a_tagger_files(tmp_path, exported_model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["serve.tag", "serve.evaluate", "serve.http"])
+@pytest.mark.parametrize("command", ["serve.tag", "serve.evaluate", "serve.http",
+                                     "serve.distributed"])
 def test_every_model_loading_command_refuses_a_non_tagger_path_in_one_line(exported, tmp_path,
                                                                           command):
     pytest.importorskip("onnx")
@@ -272,7 +273,9 @@ def test_every_model_loading_command_refuses_a_non_tagger_path_in_one_line(expor
     for model, message in not_a_tagger_files(tmp_path, exported[0]).items():
         args = {"serve.tag": [source, "--model", model],
                 "serve.evaluate": ["--model", model, "--data", FIXTURES / "dev.txt"],
-                "serve.http": ["--model", model, "--port", "1"]}[command]
+                "serve.http": ["--model", model, "--port", "1"],
+                "serve.distributed": [source, "--model", model, "--out", tmp_path / "out"]
+                }[command]
         result = run_module(command, *args)
         assert result.returncode == 2, (model, result.stderr)
         assert result.stderr.startswith(f"error: {model}: {message}"), result.stderr
