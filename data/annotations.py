@@ -43,10 +43,6 @@ class SpanReading:
     overlaps_resolved: int = 0  # spans dropped by --overlaps keep-longest / keep-first
 
 
-def looks_like_spans(first_line: str) -> bool:
-    return first_line.lstrip("\ufeff").lstrip().startswith(("{", "["))
-
-
 def read_spans(path: str | Path, text: str, form: str | None = None,
                overlaps: str = "refuse", labels: set[str] | None = None) -> SpanReading:
     """Sentences and BMES tags from a span file's text (already decoded)."""

@@ -7,8 +7,6 @@ at once from the texts' code points: no per-character Python work.
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from data.lexicon import Lexicon
@@ -111,7 +109,3 @@ def describe(encoder: InputEncoder) -> str:
                      f"{features.kind}: {features.num_flags} flags, "
                      f"{len(features.word_vocab):,} word rows)")
     return ", ".join(parts)
-
-
-def to_json(value) -> str:
-    return json.dumps(value, ensure_ascii=False)

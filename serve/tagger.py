@@ -47,7 +47,6 @@ class Tagger:
             metadata.get("ner.lexicon"))
         self.max_len = int(metadata.get("ner.max_len", 200))
         self.metadata = metadata
-        self.input_names = [value.name for value in session.get_inputs()]
         self.transitions = session.run(["transitions"], self._encode_batch(["。"]))[0]
         self.transitions = self.transitions.astype(np.float32)
         self.codes = TagCodes(self.tags)
