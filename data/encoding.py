@@ -7,6 +7,8 @@ at once from the texts' code points: no per-character Python work.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from data.lexicon import Lexicon
@@ -93,6 +95,28 @@ def encoder_from_description(description: dict, lexicon_json: str | None) -> Inp
         lexicon = LexiconFeatures(Lexicon.from_json(lexicon_json), features["kind"],
                                   features["words"], features["top_k"])
     return InputEncoder(chars, bigrams, lexicon)
+
+
+# The ONNX file's metadata_props that hold the encoder (export writes them, serve reads them).
+_METADATA_KEYS = {"chars": "ner.chars", "bigrams": "ner.bigrams",
+                  "lexicon_features": "ner.lexicon_features"}
+LEXICON_KEY = "ner.lexicon"
+
+
+def encoder_metadata(encoder: InputEncoder) -> dict[str, str]:
+    description = encoder_description(encoder)
+    metadata = {key: json.dumps(description[name], ensure_ascii=False)
+                for name, key in _METADATA_KEYS.items()}
+    lexicon_json = lexicon_json_of(encoder)
+    if lexicon_json is not None:
+        metadata[LEXICON_KEY] = lexicon_json
+    return metadata
+
+
+def encoder_from_metadata(metadata: dict[str, str]) -> InputEncoder:
+    description = {name: json.loads(metadata.get(key, "null"))
+                   for name, key in _METADATA_KEYS.items()}
+    return encoder_from_description(description, metadata.get(LEXICON_KEY))
 
 
 def lexicon_json_of(encoder: InputEncoder) -> str | None:

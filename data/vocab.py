@@ -43,9 +43,6 @@ class CharVocab:
     def ids_of_points(self, points: np.ndarray) -> np.ndarray:
         return self._table[points]
 
-    def encode_padded(self, texts: list[str], lengths: np.ndarray, width: int) -> np.ndarray:
-        """[len(texts), width] ids, 0-padded: one lookup for the whole batch."""
-        return scatter(self._table[code_points("".join(texts))], lengths, width)
 
 
 class BigramVocab:
@@ -78,10 +75,6 @@ class BigramVocab:
         following[ends] = _END  # each text's last character pairs with the end mark
         return self._lookup(points, following)
 
-    def encode_padded(self, texts: list[str], lengths: np.ndarray, width: int) -> np.ndarray:
-        """[len(texts), width] ids, 0-padded: one search for the whole batch."""
-        points = code_points("".join(texts)).astype(np.int64)
-        return scatter(self.ids_of_points(points, lengths), lengths, width)
 
     def _lookup(self, points: np.ndarray, following: np.ndarray) -> np.ndarray:
         if points.size == 0:

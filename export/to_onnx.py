@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from data.encoding import encoder_description, lexicon_json_of
+from data.encoding import encoder_metadata
 from export.graph import (add_sequence_lengths, add_transitions_output, name_dynamic_dims,
                           set_metadata)
 from export.viterbi_graph import add_viterbi_decode
@@ -76,22 +76,15 @@ def convert(model, opset: int, decode_in_graph: bool = False):
 
 def metadata_for(run) -> dict:
     """Everything serve needs to tag with the file alone, the lexicon's words included."""
-    description = encoder_description(run.encoder)
-    metadata = {
+    return {
         "ner.format_version": FORMAT_VERSION,
-        "ner.chars": json.dumps(description["chars"], ensure_ascii=False),
-        "ner.bigrams": json.dumps(description["bigrams"], ensure_ascii=False),
-        "ner.lexicon_features": json.dumps(description["lexicon_features"], ensure_ascii=False),
+        **encoder_metadata(run.encoder),
         "ner.tags": json.dumps(run.tags.tags, ensure_ascii=False),
         "ner.max_len": str(run.config.max_len),
         "ner.config": json.dumps(run.config.__dict__, ensure_ascii=False),
         "ner.metrics": json.dumps(run.metrics, ensure_ascii=False),
         "ner.source_run": str(run.path),
     }
-    lexicon_json = lexicon_json_of(run.encoder)
-    if lexicon_json is not None:
-        metadata["ner.lexicon"] = lexicon_json
-    return metadata
 
 
 def write_onnx(run, out: Path, opset: int = DEFAULT_OPSET, decode_in_graph: bool = False):

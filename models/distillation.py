@@ -59,9 +59,10 @@ def load_teachers(paths: list[str]) -> list:
     return teachers
 
 
-def teacher_outputs(teachers: list, texts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def teacher_outputs(teachers: list, texts: list[str], with_tags: bool = True
+                    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """(averaged marginals [length, tags], Viterbi tag ids over the averaged emissions and
-    transitions) for each text, in order."""
+    transitions, or None without with_tags: labelled text keeps its own tags) per text."""
     from models.tagger import emissions_function
 
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
@@ -82,16 +83,19 @@ def teacher_outputs(teachers: list, texts: list[str]) -> tuple[list[np.ndarray],
                                                                 batch_lengths)
             summed_emissions = summed_emissions + emissions
         averaged = (summed_marginals / len(teachers)).astype(np.float32)
-        best, _ = viterbi_decode(summed_emissions / len(teachers), transitions, batch_lengths)
         for row, index in enumerate(indices):
             marginals[index] = averaged[row, :batch_lengths[row]]
-            tag_ids[index] = best[row, :batch_lengths[row]].astype(np.int32)
-    return marginals, tag_ids
+        if with_tags:
+            best, _ = viterbi_decode(summed_emissions / len(teachers), transitions,
+                                     batch_lengths)
+            for row, index in enumerate(indices):
+                tag_ids[index] = best[row, :batch_lengths[row]].astype(np.int32)
+    return marginals, tag_ids if with_tags else None
 
 
 def attach_teacher_targets(corpus, teachers: list, log=print) -> None:
     """Soft targets for every sentence of an encoded training corpus (in place)."""
-    marginals, _ = teacher_outputs(teachers, corpus.texts)
+    marginals, _ = teacher_outputs(teachers, corpus.texts, with_tags=False)
     corpus.soft_targets = marginals
     log(f"teacher marginals for {len(corpus.texts)} training sentences from "
         f"{len(teachers)} teacher(s)")

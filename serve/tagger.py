@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.encoding import encoder_from_description
+from data.encoding import encoder_from_metadata
 from data.pieces import piece_bounds, split_points  # noqa: F401  (split_points: public here too)
 from data.tags import TagCodes, spans_of_ids
 from data.viterbi import viterbi_decode, viterbi_path
@@ -40,11 +40,7 @@ class Tagger:
         self.session = session
         self.notice = notice
         self.tags = json.loads(metadata["ner.tags"])
-        self.encoder = encoder_from_description(
-            {"chars": json.loads(metadata["ner.chars"]),
-             "bigrams": json.loads(metadata.get("ner.bigrams", "null")),
-             "lexicon_features": json.loads(metadata.get("ner.lexicon_features", "null"))},
-            metadata.get("ner.lexicon"))
+        self.encoder = encoder_from_metadata(metadata)
         self.max_len = int(metadata.get("ner.max_len", 200))
         self.metadata = metadata
         self.transitions = session.run(["transitions"], self._encode_batch(["。"]))[0]

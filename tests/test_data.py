@@ -194,9 +194,11 @@ def test_padded_encoding_equals_per_text_encoding():
     texts = ["abc", "", "ba", "c😀a"]
     chars = CharVocab.build(texts)
     bigrams = BigramVocab.build(texts + ["ab", "c😀"], min_count=1)
-    lengths = np.array([len(t) for t in texts])
-    for vocab in (chars, bigrams):
-        padded = vocab.encode_padded(texts, lengths, 5)
+    from data.encoding import InputEncoder
+
+    inputs = InputEncoder(chars, bigrams).encode_padded(texts, 5)
+    for name, vocab in (("char_ids", chars), ("bigram_ids", bigrams)):
+        padded = inputs[name]
         assert padded.shape == (4, 5)
         for row, text in enumerate(texts):
             assert padded[row, :len(text)].tolist() == vocab.encode(text).tolist()
