@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,30 +40,56 @@ UNTYPED = "OTHER"  # the class of a user's word listed without a type
 DEFAULT_CACHE = Path("data/cache")
 
 
-@dataclass
 class Lexicon:
-    words: list[str]
-    frequencies: np.ndarray  # float64, one per word (1 where the source gives none)
-    type_ids: np.ndarray  # int8 index into type_names, one per word
-    type_names: list[str]
-    source: str  # "jieba-0.42.1" or the user file's name
+    """Words with a frequency and a type class each. Built from a source, words are kept in
+    code-point order (the matcher's build relies on it to skip a sort, see LexiconMatcher);
+    read back from JSON, they keep the stored order, whatever it is."""
+
+    def __init__(self, words: Sequence[str] | str, frequencies: np.ndarray,
+                 type_ids: np.ndarray, type_names: list[str], source: str):
+        # words: a list, or the words joined by newlines as stored (split only when asked:
+        # a served model never needs them one by one, and splitting jieba's costs 10 ms)
+        self._joined = words if isinstance(words, str) else None
+        self._words = None if isinstance(words, str) else list(words)
+        self.frequencies = frequencies  # float64, one per word (1 where the source gives none)
+        self.type_ids = type_ids  # int8 index into type_names, one per word
+        self.type_names = type_names
+        self.source = source  # "jieba-0.42.1" or the user file's name
+
+    @property
+    def words(self) -> list[str]:
+        if self._words is None:
+            self._words = self._joined.split("\n") if self._joined else []
+        return self._words
+
+    @property
+    def joined(self) -> str:
+        """The words joined by newlines (a word never holds whitespace)."""
+        if self._joined is None:
+            self._joined = "\n".join(self._words)
+        return self._joined
 
     def __len__(self) -> int:
-        return len(self.words)
+        return len(self.frequencies)
 
     def to_json(self) -> str:
-        """Compact: words joined by newlines, numbers as base64 arrays (loads in ~0.1 s for
-        jieba's 349k words: this is start-up time of every served model that carries it)."""
+        """Compact: words joined by newlines, numbers as base64 arrays. Frequencies are stored
+        as float32 where that is exact (jieba's counts), halving the largest array: this JSON
+        travels in every exported model and is parsed at every start."""
+        frequencies = self.frequencies.astype("<f8")
+        if np.array_equal(frequencies.astype("<f4").astype("<f8"), frequencies):
+            frequencies = frequencies.astype("<f4")
         return json.dumps({
-            "source": self.source, "type_names": self.type_names, "words": "\n".join(self.words),
-            "frequencies": _b64(self.frequencies.astype("<f8")),
+            "source": self.source, "type_names": self.type_names, "words": self.joined,
+            "frequencies": _b64(frequencies), "frequency_dtype": frequencies.dtype.str,
             "type_ids": _b64(self.type_ids.astype(np.int8))}, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Lexicon":
         value = json.loads(text)
-        words = value["words"].split("\n") if value["words"] else []
-        return cls(words, np.frombuffer(base64.b64decode(value["frequencies"]), "<f8").copy(),
+        frequencies = np.frombuffer(base64.b64decode(value["frequencies"]),
+                                    value.get("frequency_dtype", "<f8")).astype(np.float64)
+        return cls(value["words"], frequencies,
                    np.frombuffer(base64.b64decode(value["type_ids"]), np.int8).copy(),
                    list(value["type_names"]), value["source"])
 
@@ -120,11 +147,12 @@ def parse_jieba_dict(data: bytes, name: str = JIEBA_DICT) -> Lexicon:
 
 
 def _first_of_each(words, frequencies, types, type_names, source) -> Lexicon:
-    """A word listed again keeps its first line (jieba lists `B超` twice)."""
+    """A word listed again keeps its first line (jieba lists `B超` twice); the words are then
+    put in code-point order."""
     first = {}
     for position, word in enumerate(words):
         first.setdefault(word, position)
-    kept = np.fromiter(first.values(), dtype=np.int64, count=len(first))
+    kept = np.array([first[word] for word in sorted(first)], dtype=np.int64)
     if type_names is None:  # a user's types: OTHER first, then theirs in sorted order
         type_names = [UNTYPED] + sorted({types[i] for i in kept} - {UNTYPED})
     index = {name: i for i, name in enumerate(type_names)}
@@ -200,32 +228,34 @@ class LexiconMatcher:
 
     def __init__(self, lexicon: Lexicon):
         self.lexicon = lexicon
-        words = lexicon.words
-        self.word_lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+        joined = code_points(lexicon.joined).astype(np.int64)
+        breaks = np.flatnonzero(joined == ord("\n"))
+        self.points = np.delete(joined, breaks)
+        self.word_lengths = np.diff(np.r_[-1, breaks, joined.size]) - 1 if len(lexicon) else \
+            np.zeros(0, np.int64)
         if self.word_lengths.size and self.word_lengths.min() < 1:
             raise ValueError("a lexicon word is empty")
-        self.points = code_points("".join(words)).astype(np.int64)
         self.word_starts = np.cumsum(self.word_lengths) - self.word_lengths
-        self.max_length = int(self.word_lengths.max()) if len(words) else 0
+        self.max_length = int(self.word_lengths.max()) if len(lexicon) else 0
         self.tables: list[_HashTable | None] = [None]
-        hashes = np.zeros(len(words), dtype=np.uint64)
+        # `alive`: the words at least `length` long, in stored order. In code-point order
+        # (every lexicon built from a source) equal prefixes are neighbours, so one comparison
+        # with the previous key drops repeats without a sort; in any other order the table
+        # merges the repeats left. No sort here: this build is part of every served model's
+        # start-up (jieba: 0.08 s with a sort per length, see README "Performance").
+        alive = np.arange(len(lexicon))
+        hashes = np.zeros(len(lexicon), dtype=np.uint64)
         for length in range(1, self.max_length + 1):
-            longer_or_equal = np.flatnonzero(self.word_lengths >= length)
-            hashes[longer_or_equal] = _extend(hashes[longer_or_equal],
-                                              self.points[self.word_starts[longer_or_equal]
-                                                          + length - 1])
-            exact = np.flatnonzero(self.word_lengths == length)
-            prefixes = hashes[self.word_lengths > length]
-            keys = np.concatenate([hashes[exact], prefixes])
-            # value: the word's id, or -1 for a prefix that is no word of this length
-            values = np.concatenate([exact, np.full(prefixes.size, -1, dtype=np.int64)])
-            order = np.argsort(keys)
-            keys, values = keys[order], values[order]
-            runs = np.flatnonzero(_first_of_runs(keys))
-            if np.any(np.add.reduceat(values >= 0, runs) > 1):
+            alive = alive[self.word_lengths[alive] >= length]
+            prefixes = _extend(hashes[alive], self.points[self.word_starts[alive] + length - 1])
+            hashes[alive] = prefixes
+            # value: the word's id where the prefix is the whole word, else -1
+            values = np.where(self.word_lengths[alive] == length, alive, -1)
+            heads = np.flatnonzero(_first_of_runs(prefixes))
+            if heads.size and np.any(np.add.reduceat(values >= 0, heads) > 1):
                 raise ValueError("two lexicon words share a hash")  # never seen; be exact
-            # one entry per key: the word's id where the key is a word, else -1
-            keys, values = keys[runs], np.maximum.reduceat(values, runs)
+            keys, values = prefixes[heads], np.maximum.reduceat(values, heads) if heads.size \
+                else values
             self.tables.append(_HashTable(keys, values))
 
     def match(self, texts: list[str]) -> LexiconMatches:
@@ -270,24 +300,36 @@ class _HashTable:
     ABSENT = -2
 
     def __init__(self, keys: np.ndarray, values: np.ndarray):
+        """keys may repeat: a repeated key keeps the largest value (a word's id over -1)."""
         # load factor <= 1/4: probes stay short (build 2x faster than at 1/2, same lookups)
         bits = max(4, int(np.ceil(np.log2(max(4 * keys.size, 1)))))
         self.mask, self.shift = (1 << bits) - 1, np.uint64(64 - bits)
         self.keys = np.zeros(1 << bits, dtype=np.uint64)
         self.values = np.full(1 << bits, self.ABSENT, dtype=np.int64)
+        claims = np.empty(1 << bits, dtype=np.int64)
         pending = np.arange(keys.size)
         slots = self._slots(keys)
+        # Rounds without a sort: every pending key whose slot is free writes its index there;
+        # the one whose write survived takes the slot. The others look again next round:
+        # their own key there (a repeat) merges, another key moves them one slot on.
         while pending.size:
-            free = self.values[slots[pending]] == self.ABSENT
-            contenders, contended = pending[free], slots[pending[free]]
-            order = np.argsort(contended)
-            first = _first_of_runs(contended[order])
-            claimed, winners = contended[order][first], contenders[order][first]
-            self.keys[claimed], self.values[claimed] = keys[winners], values[winners]
-            placed = np.zeros(keys.size, dtype=bool)
-            placed[winners] = True
-            pending = pending[~placed[pending]]
-            slots[pending] = (slots[pending] + 1) & self.mask
+            slot = slots[pending]
+            occupied = self.values[slot] != self.ABSENT
+            repeat = occupied & (self.keys[slot] == keys[pending])
+            if repeat.any():  # only in lexicons stored out of code-point order
+                merged, incoming = slot[repeat], values[pending[repeat]]
+                words = merged[incoming >= 0]
+                if np.any(self.values[words] >= 0) or np.unique(words).size < words.size:
+                    raise ValueError("two lexicon words share a hash")  # never seen; be exact
+                np.maximum.at(self.values, merged, incoming)
+            moving = occupied & ~repeat
+            slots[pending[moving]] = (slot[moving] + 1) & self.mask
+            contenders, contended = pending[~occupied], slot[~occupied]
+            claims[contended] = contenders
+            won = claims[contended] == contenders
+            self.keys[contended[won]] = keys[contenders[won]]
+            self.values[contended[won]] = values[contenders[won]]
+            pending = np.concatenate([pending[moving], contenders[~won]])
 
     def _slots(self, keys: np.ndarray) -> np.ndarray:
         mixed = keys ^ (keys >> np.uint64(33))

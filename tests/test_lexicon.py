@@ -138,15 +138,42 @@ def test_word_list_forms(tmp_path):
     path.write_text("# drugs and places\n阿司匹林 120 DRUG\n\n上海 LOC\n布洛芬 7\n新冠\n"
                     "上海 99 ORG\n", encoding="utf-8")
     lexicon = read_word_list(path)
-    assert lexicon.words == ["阿司匹林", "上海", "布洛芬", "新冠"]  # a repeated word keeps its first line
-    assert lexicon.frequencies.tolist() == [120, 1, 7, 1]
+    # a repeated word keeps its first line; words are kept in code-point order
+    assert lexicon.words == ["上海", "布洛芬", "新冠", "阿司匹林"]
+    assert lexicon.frequencies.tolist() == [1, 7, 1, 120]
     assert lexicon.type_names == ["OTHER", "DRUG", "LOC"]
-    assert [lexicon.type_names[i] for i in lexicon.type_ids] == ["DRUG", "LOC", "OTHER", "OTHER"]
-    assert Lexicon.from_json(lexicon.to_json()).__dict__.keys() == lexicon.__dict__.keys()
+    assert [lexicon.type_names[i] for i in lexicon.type_ids] == ["LOC", "OTHER", "OTHER", "DRUG"]
     again = Lexicon.from_json(lexicon.to_json())
     assert again.words == lexicon.words and again.type_names == lexicon.type_names
+    assert again.source == lexicon.source
     np.testing.assert_array_equal(again.frequencies, lexicon.frequencies)
     np.testing.assert_array_equal(again.type_ids, lexicon.type_ids)
+
+
+def test_frequencies_survive_json_exactly_whether_or_not_float32_holds_them():
+    for frequencies in ([1.0, 7.0, 3e6], [0.1, 2.5, 1e-3]):  # float32-exact, then not
+        lexicon = Lexicon(["甲", "乙", "丙"], np.array(frequencies), np.zeros(3, np.int8),
+                          ["OTHER"], "t")
+        again = Lexicon.from_json(lexicon.to_json())
+        assert again.frequencies.dtype == np.float64
+        assert again.frequencies.tolist() == frequencies
+
+
+def test_matcher_is_exact_whatever_the_stored_word_order():
+    """Lexicons built from a source are in code-point order, which lets the build drop repeated
+    prefixes by comparing neighbours; a lexicon stored in another order (older run folders and
+    models) must still match exactly, through the hash table's merging of repeats."""
+    rng = np.random.default_rng(7)
+    alphabet = "abc上海市"
+    lexicon = random_lexicon(rng, alphabet, 150)
+    texts = random_texts(rng, alphabet, 40)
+    order = rng.permutation(len(lexicon))
+    shuffled = Lexicon([lexicon.words[i] for i in order], lexicon.frequencies[order],
+                       lexicon.type_ids[order], lexicon.type_names, "shuffled")
+    expected = brute_force_matches(texts, shuffled.words)
+    assert matcher_matches(LexiconMatcher(shuffled), texts) == expected
+    assert matcher_matches(LexiconMatcher(lexicon), texts) == brute_force_matches(texts,
+                                                                                 lexicon.words)
 
 
 BAD_LEXICONS = [
@@ -266,3 +293,16 @@ def test_no_lexicon_trains_exports_and_serves(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     lines = (FIXTURES / "dev.txt").read_text(encoding="utf-8").split("\n")
     assert len(result.stdout.splitlines()) == len(lines) - 1
+
+
+@pytest.mark.parametrize("words", [["ab", "ba"], ["ab", "ac", "ba"], ["ba", "ac", "ab"]])
+def test_matcher_refuses_two_words_sharing_a_hash(monkeypatch, words):
+    """With a deliberately weak hash (a sum: `ab` = `ba`), the build must refuse rather than
+    lose a word, whether the colliding words are neighbours or not, in any stored order."""
+    import data.lexicon as lexicon_module
+
+    monkeypatch.setattr(lexicon_module, "_extend",
+                        lambda hashes, points: hashes + points.astype(np.uint64))
+    lexicon = Lexicon(words, np.ones(len(words)), np.zeros(len(words), np.int8), ["OTHER"], "t")
+    with pytest.raises(ValueError, match="share a hash"):
+        LexiconMatcher(lexicon)
