@@ -31,7 +31,12 @@ def tag_records(tagger, texts: list[str], batch_size: int, output_format: str) -
     return records
 
 
+# One encoder for every record: json.dumps(..., ensure_ascii=False) builds a new one per call.
+# Same output as json.dumps (same separators).
+_JSON_LINE = json.JSONEncoder(ensure_ascii=False)
+
+
 def render(records: list, output_format: str) -> str:
     if output_format == "jsonl":
-        return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        return "".join(_JSON_LINE.encode(record) + "\n" for record in records)
     return "".join(record + "\n" for record in records)
