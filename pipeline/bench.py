@@ -11,6 +11,10 @@ fresh worker process of its own (so peak RSS is its own), one after another:
                   one process, one thread per CPU), and with two single-thread workers;
                   serve_tag_2_processes: two
                   single-thread processes, each tagging half the text
+  serve_tag_big   with --big-chars N: serve.tag and serve.distributed (Ray) on one N-character
+                  input, start-up included
+  --compare NAME=MODEL.onnx: the same paths for other models, rows `<path>[NAME]`, and a
+                  Pareto view (test F1 against chars/s, fp32 and int8: pareto.md/png)
 For each: end-to-end chars/s (text in, entity spans out), model-only chars/s, batch-1
 latency p50/p99 for a 50-character sentence, peak RSS, entity F1. Also: the LSTM's achieved
 GFLOP/s against a measured fp32 matmul peak, and ORT thread/process layouts.
@@ -465,8 +469,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="best of N timed passes")
     parser.add_argument("--paths", help="comma-separated subset of the paths to run")
     parser.add_argument("--compare", action="append", default=[], metavar="NAME=MODEL.onnx",
-                        help="also time another model through ort_fp32 and serve.tag in the same "
-                        "run (rows `<path>[NAME]`), e.g. the previous default")
+                        help="also time another model through ort_fp32 (and int8 if beside it) "
+                        "and serve.tag in the same run (rows `<path>[NAME]`; with --big-chars "
+                        "also serve.tag on the big input), e.g. the previous default")
     parser.add_argument("--big-chars", type=int,
                         help="also time serve.tag and serve.distributed (Ray, 1x2 and 2x1) on "
                         "the data repeated to this many characters, start-up included "
