@@ -42,3 +42,20 @@ def test_bench_measures_every_path_and_writes_the_report(trained_run, exported, 
     assert (tmp_path / "pareto.png").stat().st_size > 1000
     assert "lexicon_share" in paths["ort_fp32"]  # the default model reads the jieba lexicon
     assert "serve_tag_file / serve_tag_file[again]:" in (tmp_path / "bench.md").read_text()
+
+
+def test_bench_compares_models_on_the_big_input_too(trained_run, exported, tmp_path):
+    run, _ = trained_run
+    fp32, _, _ = exported
+    result = run_module("pipeline.bench", "--run", run, "--model", fp32, "--data",
+                        FIXTURES / "dev.txt", "--out", tmp_path, "--repeats", "1",
+                        "--paths", "serve_tag_big", "--big-chars", "20000",
+                        "--compare", f"again={fp32}", timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    paths = json.loads((tmp_path / "bench.json").read_text())["paths"]
+    assert {"serve_tag_big", "serve_tag_big[again]"} <= set(paths)
+    # both read the same big file: every character counted for each model
+    assert paths["serve_tag_big"]["chars"] == paths["serve_tag_big[again]"]["chars"] >= 20000
+    report = (tmp_path / "bench.md").read_text()
+    assert "serve_tag_big / serve_tag_big[again]:" in report
+    assert f"on {paths['serve_tag_big']['chars']:,} characters" in report
