@@ -251,12 +251,10 @@ class LexiconMatcher:
             hashes[alive] = prefixes
             # value: the word's id where the prefix is the whole word, else -1
             values = np.where(self.word_lengths[alive] == length, alive, -1)
-            heads = np.flatnonzero(_first_of_runs(prefixes))
-            if heads.size and np.any(np.add.reduceat(values >= 0, heads) > 1):
+            heads = np.flatnonzero(_first_of_runs(prefixes))  # never empty: the longest word
+            if np.any(np.add.reduceat(values >= 0, heads) > 1):
                 raise ValueError("two lexicon words share a hash")  # never seen; be exact
-            keys, values = prefixes[heads], np.maximum.reduceat(values, heads) if heads.size \
-                else values
-            self.tables.append(_HashTable(keys, values))
+            self.tables.append(_HashTable(prefixes[heads], np.maximum.reduceat(values, heads)))
 
     def match(self, texts: list[str]) -> LexiconMatches:
         """All matches in `texts` concatenated (offsets into "".join(texts))."""

@@ -360,15 +360,14 @@ def write_report(out: Path, report: dict) -> None:
                         f"{ray_result['e2e_chars_per_s'] / big['e2e_chars_per_s']:.1%} "
                         f"({ray_result['seconds']} s against {big['seconds']} s, start-up "
                         "included).")
-    for name in report.get("compare", {}):
+    for name, other in report.get("compare_models", {}).items():
         for path in ("serve_tag_file", "serve_tag_big"):
             ours = report["paths"].get(path, {})
             theirs = report["paths"].get(f"{path}[{name}]", {})
             if "e2e_chars_per_s" in ours and "e2e_chars_per_s" in theirs:
                 rows.append(f"{path} / {path}[{name}]: "
                             f"{ours['e2e_chars_per_s'] / theirs['e2e_chars_per_s']:.1%} on "
-                            f"{ours['chars']:,} characters ({name}: "
-                            f"{report['compare_models'][name]}).")
+                            f"{ours['chars']:,} characters ({name}: {other}).")
     (out / "bench.md").write_text("\n".join(rows) + "\n")
     try:
         import matplotlib
@@ -521,7 +520,7 @@ def main(argv=None) -> int:
     chosen = args.paths.split(",") if args.paths else [
         name for name in plan if name not in big or args.big_chars]
     report = {"data": str(args.data), "run": str(args.run), "model": str(model), "paths": {},
-              "compare": {}, "compare_models": {}}
+              "compare_models": {}}
     for item in args.compare:
         name, _, other = item.partition("=")
         if not other or not Path(other).exists():
@@ -540,7 +539,6 @@ def main(argv=None) -> int:
             plan[f"serve_tag_big[{name}]"] = {"kind": "command", "command": "serve.tag",
                                               "model": other}
             chosen.append(f"serve_tag_big[{name}]")
-        report["compare"][name] = f"serve_tag_file[{name}]"
         report["compare_models"][name] = other
     for name in chosen:
         spec = {**common, **plan[name]}
