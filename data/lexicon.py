@@ -155,6 +155,7 @@ def _first_of_each(words, frequencies, types, type_names, source) -> Lexicon:
     kept = np.array([first[word] for word in sorted(first)], dtype=np.int64)
     if type_names is None:  # a user's types: OTHER first, then theirs in sorted order
         type_names = [UNTYPED] + sorted({types[i] for i in kept} - {UNTYPED})
+    _check_type_count(type_names, source)
     index = {name: i for i, name in enumerate(type_names)}
     return Lexicon([words[i] for i in kept], np.array(frequencies, dtype=np.float64)[kept],
                    np.array([index[types[i]] for i in kept], np.int8), type_names, source)
@@ -190,15 +191,77 @@ def _sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+SOURCE_SEPARATOR = "+"  # `jieba+drugs.txt`: several sources, merged
+
+
 def load_lexicon(choice: str, cache: Path = DEFAULT_CACHE) -> Lexicon | None:
-    """`jieba` (the default), `none`, or a path to a user's word list."""
+    """`jieba` (the default), `none`, a path to a user's word list, or several of `jieba` and
+    paths joined by `+` (`jieba+drugs.txt`: jieba's words and yours, see merge_lexicons)."""
     if choice == NO_LEXICON:
         return None
     if choice == JIEBA:
         return parse_jieba_dict(fetch_jieba_dict(cache))
+    if SOURCE_SEPARATOR in choice and not Path(choice).is_file():
+        return merge_lexicons([load_lexicon(part, cache) for part in split_sources(choice)])
     if not Path(choice).is_file():
         raise DataError(choice, None, "no such lexicon file")
     return read_word_list(choice)
+
+
+def split_sources(choice: str) -> list[str]:
+    """`jieba+a.txt+b.txt` -> its sources. A file whose own name holds `+` stays whole: at
+    each point the longest run of parts naming jieba or an existing file is one source."""
+    parts, sources = choice.split(SOURCE_SEPARATOR), []
+    if not all(parts) or NO_LEXICON in parts:
+        raise DataError(choice, None, "expected sources joined by `+`, such as jieba+words.txt")
+    while parts:
+        for size in range(len(parts), 0, -1):
+            candidate = SOURCE_SEPARATOR.join(parts[:size])
+            if candidate == JIEBA or Path(candidate).is_file():
+                break
+        else:
+            size, candidate = 1, parts[0]  # not found: load_lexicon names it
+        sources.append(candidate)
+        parts = parts[size:]
+    return sources
+
+
+def merge_lexicons(lexicons: Sequence[Lexicon]) -> Lexicon:
+    """One lexicon with every source's words, as jieba's own user dictionaries add to its
+    dictionary. A word in several sources takes its highest frequency, and its type from the
+    last source that gives it one (OTHER, a word listed without a type, never replaces a
+    type): `阿司匹林 DRUG` after jieba makes a DRUG of jieba's common noun. Type classes: the
+    first source's, then every new one in order."""
+    type_names: list[str] = []
+    merged: dict[str, tuple[float, str]] = {}
+    for lexicon in lexicons:
+        type_names += [name for name in lexicon.type_names if name not in type_names]
+        for word, frequency, type_id in zip(lexicon.words, lexicon.frequencies.tolist(),
+                                            lexicon.type_ids.tolist()):
+            word_type = lexicon.type_names[type_id]
+            if word in merged:
+                old_frequency, old_type = merged[word]
+                frequency = max(frequency, old_frequency)
+                word_type = old_type if word_type == UNTYPED else word_type
+            merged[word] = (frequency, word_type)
+    if UNTYPED not in type_names:
+        type_names.insert(0, UNTYPED)
+    source = SOURCE_SEPARATOR.join(lexicon.source for lexicon in lexicons)
+    _check_type_count(type_names, source)
+    words = sorted(merged)  # code-point order, as every lexicon built from a source
+    index = {name: i for i, name in enumerate(type_names)}
+    return Lexicon(words, np.array([merged[word][0] for word in words], dtype=np.float64),
+                   np.array([index[merged[word][1]] for word in words], dtype=np.int8),
+                   type_names, source)
+
+
+MAX_TYPE_CLASSES = 127  # type ids are int8; every class adds 4 flags per character anyway
+
+
+def _check_type_count(type_names: list[str], source: str) -> None:
+    if len(type_names) > MAX_TYPE_CLASSES:
+        raise DataError(source, None, f"{len(type_names)} word types: at most "
+                                      f"{MAX_TYPE_CLASSES} (each adds 4 model inputs)")
 
 
 # -- matching ---------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--lexicon", metavar="FILE",
                         help="word list for lexicon features: one `word [frequency] [type]` a "
                         "line (default: jieba 0.42.1's dictionary, fetched from the package "
-                        "registry)")
+                        "registry); jieba+FILE adds your words to jieba's")
     parser.add_argument("--no-lexicon", dest="lexicon", action="store_const", const="none",
                         help="no lexicon features")
     parser.add_argument("--lexicon-features", choices=["flags", "words", "both", "none"],

@@ -67,7 +67,8 @@ def parse_args(argv):
     parser.add_argument("--lexicon-features", type=lexicon_kinds,
                         help="lexicon feature kinds to try (default none,flags,words,both)")
     parser.add_argument("--lexicon", metavar="FILE",
-                        help="word list for the lexicon features (default jieba's dictionary)")
+                        help="word list for the lexicon features (default jieba's dictionary; "
+                        "jieba+FILE: jieba's words and yours)")
     return parser.parse_args(argv)
 
 

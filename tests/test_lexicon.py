@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from data.formats import DataError, read_corpus
-from data.lexicon import (JIEBA_CLASS_NAMES, Lexicon, LexiconMatcher, load_lexicon,
-                          read_word_list)
+from data.lexicon import (JIEBA_CLASS_NAMES, MAX_TYPE_CLASSES, Lexicon, LexiconMatcher,
+                          load_lexicon, merge_lexicons, read_word_list)
 from data.lexicon_features import LENGTH_BUCKETS, SETS, LexiconFeatures, build_word_vocab
 from tests.conftest import FIXTURES, ROOT, run_module
 
@@ -195,6 +195,55 @@ def test_bad_lexicon_line_is_named(tmp_path, content, line, message):
     assert str(error.value).startswith(f"{path}:{line}: ") and message in str(error.value)
 
 
+def test_sources_joined_by_plus_merge_like_jieba_user_dictionaries(tmp_path):
+    first, second = tmp_path / "general.txt", tmp_path / "domain+drugs.txt"
+    first.write_text("北京 30 LOC\n阿司匹林 4\n上海 7 LOC\n张三 2 PER\n", encoding="utf-8")
+    second.write_text("阿司匹林 DRUG\n北京 2\n布洛芬 5 DRUG\n张三 9 PER\n", encoding="utf-8")
+    merged = load_lexicon(f"{first}+{second}")
+    assert merged.source == "general.txt+domain+drugs.txt"
+    assert merged.type_names == ["OTHER", "LOC", "PER", "DRUG"]
+    assert merged.words == sorted(merged.words) == ["上海", "北京", "布洛芬", "张三", "阿司匹林"]
+    entries = {word: (merged.frequencies[i], merged.type_names[merged.type_ids[i]])
+               for i, word in enumerate(merged.words)}
+    # the highest frequency; the last given type, never replaced by an untyped entry (OTHER)
+    assert entries == {"上海": (7.0, "LOC"), "北京": (30.0, "LOC"), "布洛芬": (5.0, "DRUG"),
+                       "张三": (9.0, "PER"), "阿司匹林": (4.0, "DRUG")}
+    # a path that itself holds `+` is one file, not two
+    assert load_lexicon(str(second)).source == "domain+drugs.txt"
+    # the merged lexicon matches exactly, like any other
+    texts = ["北京的张三买了阿司匹林和布洛芬", "上海北京"]
+    found = LexiconMatcher(merged).match(texts)
+    flat_found = {(int(s), int(n), int(w)) for s, n, w in
+                  zip(found.starts, found.lengths, found.word_ids)}
+    offsets = np.cumsum([0] + [len(t) for t in texts])
+    assert flat_found == {(offsets[t] + start, length, word) for t, start, length, word
+                          in brute_force_matches(texts, merged.words)}
+
+
+def test_merged_sources_keep_their_errors(tmp_path):
+    good, bad = tmp_path / "good.txt", tmp_path / "bad.txt"
+    good.write_text("上海 1 LOC\n", encoding="utf-8")
+    bad.write_text("北京 1 LOC\n广州 x LOC\n", encoding="utf-8")
+    with pytest.raises(DataError, match=f"^{bad}:2: frequency 'x' is not a number"):
+        load_lexicon(f"{good}+{bad}")
+    with pytest.raises(DataError, match="no such lexicon file"):
+        load_lexicon(f"{good}+{tmp_path / 'missing.txt'}")
+    for choice in (f"{good}+", f"+{good}", f"{good}+none"):
+        with pytest.raises(DataError, match="joined by `[+]`"):
+            load_lexicon(choice)
+
+
+def test_too_many_word_types_is_an_error_not_an_overflow(tmp_path):
+    path = tmp_path / "types.txt"
+    path.write_text("".join(f"词{i} T{i}\n" for i in range(MAX_TYPE_CLASSES)), encoding="utf-8")
+    with pytest.raises(DataError, match=f"{MAX_TYPE_CLASSES + 1} word types"):
+        read_word_list(path)  # OTHER plus the file's 127
+    few = [Lexicon([f"词{i}"], np.ones(1), np.zeros(1, np.int8), [f"T{i}"], f"s{i}")
+           for i in range(MAX_TYPE_CLASSES)]
+    with pytest.raises(DataError, match=f"{MAX_TYPE_CLASSES + 1} word types"):
+        merge_lexicons(few)
+
+
 def test_bad_lexicon_line_stops_training_with_file_line_and_exit_2(tmp_path):
     path = tmp_path / "bad.txt"
     path.write_text("上海 1 LOC\n北京 two LOC\n", encoding="utf-8")
@@ -208,6 +257,12 @@ def test_bad_lexicon_line_stops_training_with_file_line_and_exit_2(tmp_path):
     result = run_module("pipeline.train", "--train", FIXTURES / "train.txt", "--dev",
                         FIXTURES / "dev.txt", "--out", tmp_path / "run2", "--lexicon", empty)
     assert result.returncode == 2 and f"{empty}: empty lexicon" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_module("pipeline.train", "--train", FIXTURES / "train.txt", "--dev",
+                        FIXTURES / "dev.txt", "--out", tmp_path / "run3", "--lexicon",
+                        f"jieba+{path}")
+    assert result.returncode == 2
+    assert f"error: {path}:2: frequency 'two' is not a number" in result.stderr
     assert "Traceback" not in result.stderr
 
 
