@@ -292,8 +292,9 @@ class LexiconMatcher:
     def __init__(self, lexicon: Lexicon):
         self.lexicon = lexicon
         joined = code_points(lexicon.joined).astype(np.int64)
-        breaks = np.flatnonzero(joined == ord("\n"))
-        self.points = np.delete(joined, breaks)
+        is_break = joined == ord("\n")
+        breaks = np.flatnonzero(is_break)
+        self.points = joined[~is_break]
         self.word_lengths = np.diff(np.r_[-1, breaks, joined.size]) - 1 if len(lexicon) else \
             np.zeros(0, np.int64)
         if self.word_lengths.size and self.word_lengths.min() < 1:
@@ -313,11 +314,14 @@ class LexiconMatcher:
             prefixes = _extend(hashes[alive], self.points[self.word_starts[alive] + length - 1])
             hashes[alive] = prefixes
             # value: the word's id where the prefix is the whole word, else -1
-            values = np.where(self.word_lengths[alive] == length, alive, -1)
+            is_word = self.word_lengths[alive] == length
+            values = np.where(is_word, alive, -1)
             heads = np.flatnonzero(_first_of_runs(prefixes))  # never empty: the longest word
-            if np.any(np.add.reduceat(values >= 0, heads) > 1):
+            head_values = np.maximum.reduceat(values, heads)
+            # a run of equal keys holding two words would keep one: fewer words than before
+            if np.count_nonzero(head_values >= 0) != np.count_nonzero(is_word):
                 raise ValueError("two lexicon words share a hash")  # never seen; be exact
-            self.tables.append(_HashTable(prefixes[heads], np.maximum.reduceat(values, heads)))
+            self.tables.append(_HashTable(prefixes[heads], head_values))
 
     def match(self, texts: list[str]) -> LexiconMatches:
         """All matches in `texts` concatenated (offsets into "".join(texts))."""
