@@ -1,6 +1,9 @@
 """`python -m serve.evaluate --model PATH.onnx --data F`: entity scores through the ONNX path.
 
 The same seqeval report as `python -m pipeline.evaluate`, computed by the deployed tagger.
+With `--compare OTHER.onnx`: both models' reports, then OTHER − MODEL in micro F1 with a 95%
+interval from a paired bootstrap over the sentences (the same resamplings for both models),
+so a gap on dev can be told from chance before it decides anything.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import sys
 from pathlib import Path
 
 from data.formats import DataError, read_corpus
-from data.metrics import entity_scores, format_scores
+from data.metrics import entity_scores, format_comparison, format_scores, paired_bootstrap
 from serve.providers import DEVICES, DeviceError
 from serve.tagger import Tagger, default_model_path
 
@@ -21,6 +24,16 @@ def evaluate(tagger: Tagger, data: Path) -> dict:
     return entity_scores([s.tags for s in sentences], predicted)
 
 
+def compare(tagger: Tagger, other: Tagger, data: Path, samples: int, seed: int) -> dict:
+    """Both models' scores and the paired bootstrap of other − tagger."""
+    sentences = read_corpus(data).sentences
+    texts, gold = [s.text for s in sentences], [s.tags for s in sentences]
+    predicted, predicted_other = tagger.tag_bmeo(texts), other.tag_bmeo(texts)
+    return {"scores": entity_scores(gold, predicted),
+            "compare_scores": entity_scores(gold, predicted_other),
+            "comparison": paired_bootstrap(gold, predicted, predicted_other, samples, seed)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serve.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,18 +41,42 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="tagged data file")
     parser.add_argument("--device", choices=DEVICES, default="cpu")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    parser.add_argument("--compare", type=Path, metavar="OTHER.onnx",
+                        help="also score this model, and OTHER − MODEL with a paired bootstrap")
+    parser.add_argument("--samples", type=positive, default=1000,
+                        help="bootstrap resamplings for --compare (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     args = parser.parse_args(argv)
     model = args.model or default_model_path()
     if model is None:
         print("error: no model: pass --model PATH.onnx", file=sys.stderr)
         return 2
     try:
-        scores = evaluate(Tagger.load(model, args.device), args.data)
+        tagger = Tagger.load(model, args.device)
+        if args.compare:
+            result = compare(tagger, Tagger.load(args.compare, args.device), args.data,
+                             args.samples, args.seed)
+        else:
+            result = evaluate(tagger, args.data)
     except (DataError, DeviceError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(scores, indent=2) if args.json else format_scores(scores))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.compare:
+        print(f"{model}\n{format_scores(result['scores'])}\n\n{args.compare}\n"
+              f"{format_scores(result['compare_scores'])}\n\n"
+              f"{format_comparison(result['comparison'], model.name, args.compare.name)}")
+    else:
+        print(format_scores(result))
     return 0
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a positive number")
+    return value
 
 
 if __name__ == "__main__":

@@ -1,0 +1,68 @@
+"""Entity scores and the paired bootstrap that compares two models on the same sentences."""
+import json
+
+import pytest
+
+from data.metrics import entity_counts, entity_scores, paired_bootstrap
+from tests.conftest import FIXTURES, run_module
+
+GOLD = [["B-PER", "E-PER", "O", "S-LOC"], ["O", "B-ORG", "M-ORG", "E-ORG"], ["S-PER", "O"],
+        ["O", "O"], ["B-LOC", "E-LOC", "O", "O"]]
+# 5 gold entities: A finds 3 and predicts 2 wrong ones; B finds 4 and predicts no wrong one
+A = [["B-PER", "E-PER", "O", "O"], ["O", "B-ORG", "E-ORG", "O"], ["S-PER", "O"],
+     ["S-LOC", "O"], ["B-LOC", "E-LOC", "O", "O"]]
+B = [["B-PER", "E-PER", "O", "S-LOC"], ["O", "B-ORG", "M-ORG", "E-ORG"], ["S-PER", "O"],
+     ["O", "O"], ["O", "O", "O", "O"]]
+
+
+def test_counts_sum_to_seqeval_micro_f1():
+    counts = entity_counts(GOLD, A)
+    assert counts.tolist() == [[1, 1, 2], [0, 1, 1], [1, 1, 1], [0, 1, 0], [1, 1, 1]]
+    right, predicted, gold = counts.sum(axis=0)
+    assert 2 * right / (predicted + gold) == pytest.approx(entity_scores(GOLD, A)["micro"]["f1"])
+
+
+def test_paired_bootstrap_of_two_models():
+    result = paired_bootstrap(GOLD, A, B, samples=400, seed=3)
+    assert result["f1_a"] == pytest.approx(2 * 3 / (5 + 5))  # 3 right, 5 predicted, 5 gold
+    assert result["f1_b"] == pytest.approx(2 * 4 / (4 + 5))
+    assert result["difference"] == pytest.approx(result["f1_b"] - result["f1_a"])
+    assert result["low"] <= result["difference"] <= result["high"]
+    assert 0.5 < result["b_better_share"] < 1.0  # resampling sentence 5 alone: A is better
+    assert (result["samples"], result["sentences"]) == (400, 5)
+    assert paired_bootstrap(GOLD, A, B, samples=400, seed=3) == result  # seeded: repeatable
+    swapped = paired_bootstrap(GOLD, B, A, samples=400, seed=3)
+    assert swapped["difference"] == pytest.approx(-result["difference"])
+    # B better in a resampling means A is not better there (ties count for neither)
+    assert swapped["b_better_share"] <= 1 - result["b_better_share"]
+    assert (swapped["low"], swapped["high"]) == pytest.approx((-result["high"], -result["low"]))
+
+
+def test_a_model_against_itself_differs_by_nothing():
+    result = paired_bootstrap(GOLD, A, A, samples=100)
+    assert (result["difference"], result["low"], result["high"], result["b_better_share"]) == \
+        (0.0, 0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="no sentences"):
+        paired_bootstrap([], [], [])
+
+
+def test_serve_evaluate_compares_two_models(exported, tmp_path):
+    fp32, int8, _ = exported
+    result = run_module("serve.evaluate", "--model", fp32, "--compare", fp32, "--data",
+                        FIXTURES / "dev.txt", "--samples", "50")
+    assert result.returncode == 0, result.stderr
+    assert "tiny.onnx − tiny.onnx: +0.0000 F1" in result.stdout
+    assert "50 paired resamplings of the 80 sentences; tiny.onnx better in 0% of them" in \
+        result.stdout
+    result = run_module("serve.evaluate", "--model", fp32, "--compare", int8, "--data",
+                        FIXTURES / "dev.txt", "--json")
+    report = json.loads(result.stdout)
+    assert report["comparison"]["f1_a"] == pytest.approx(report["scores"]["micro"]["f1"])
+    assert report["comparison"]["f1_b"] == pytest.approx(report["compare_scores"]["micro"]["f1"])
+    missing = tmp_path / "missing.onnx"
+    result = run_module("serve.evaluate", "--model", fp32, "--compare", missing, "--data",
+                        FIXTURES / "dev.txt")
+    assert result.returncode == 2 and result.stderr == f"error: {missing}: no such model file\n"
+    result = run_module("serve.evaluate", "--model", fp32, "--compare", fp32, "--data",
+                        FIXTURES / "dev.txt", "--samples", "0")
+    assert result.returncode == 2 and "expected a positive number" in result.stderr
