@@ -46,6 +46,7 @@ def test_a_model_against_itself_differs_by_nothing():
         paired_bootstrap([], [], [])
 
 
+@pytest.mark.slow
 def test_serve_evaluate_compares_two_models(exported, tmp_path):
     fp32, int8, _ = exported
     result = run_module("serve.evaluate", "--model", fp32, "--compare", fp32, "--data",
