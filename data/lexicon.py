@@ -51,10 +51,19 @@ class Lexicon:
         # a served model never needs them one by one, and splitting jieba's costs 10 ms)
         self._joined = words if isinstance(words, str) else None
         self._words = None if isinstance(words, str) else list(words)
-        self.frequencies = frequencies  # float64, one per word (1 where the source gives none)
+        # float64, one per word (1 where the source gives none); or a callable that decodes
+        # them when first asked: only word features use them, and a flags model's start-up
+        # skips the 2 ms of decoding jieba's
+        self._frequencies = frequencies
         self.type_ids = type_ids  # int8 index into type_names, one per word
         self.type_names = type_names
         self.source = source  # "jieba-0.42.1" or the user file's name
+
+    @property
+    def frequencies(self) -> np.ndarray:
+        if callable(self._frequencies):
+            self._frequencies = self._frequencies()
+        return self._frequencies
 
     @property
     def words(self) -> list[str]:
@@ -70,7 +79,7 @@ class Lexicon:
         return self._joined
 
     def __len__(self) -> int:
-        return len(self.frequencies)
+        return len(self.type_ids)
 
     def to_json(self) -> str:
         """Compact: words joined by newlines, numbers as base64 arrays. Frequencies are stored
@@ -87,8 +96,11 @@ class Lexicon:
     @classmethod
     def from_json(cls, text: str) -> "Lexicon":
         value = json.loads(text)
-        frequencies = np.frombuffer(base64.b64decode(value["frequencies"]),
-                                    value.get("frequency_dtype", "<f8")).astype(np.float64)
+        encoded, dtype = value["frequencies"], value.get("frequency_dtype", "<f8")
+
+        def frequencies() -> np.ndarray:
+            return np.frombuffer(base64.b64decode(encoded), dtype).astype(np.float64)
+
         return cls(value["words"], frequencies,
                    np.frombuffer(base64.b64decode(value["type_ids"]), np.int8).copy(),
                    list(value["type_names"]), value["source"])

@@ -47,13 +47,18 @@ class LexiconFeatures:
         self.uses_flags = kind in ("flags", "both")
         self.uses_words = kind in ("words", "both")
         self.word_vocab = list(word_vocab or [])
-        # lexicon word -> model word id: its own row if in the vocabulary, else its class's row
-        self.model_word_ids = lexicon.type_ids.astype(np.int32) + 1
+        if self.uses_words:  # a flags model needs neither: its start-up skips them
+            self.model_word_ids = self._model_word_ids()
+            self.word_strength = np.log1p(lexicon.frequencies).astype(np.float32)
+
+    def _model_word_ids(self) -> np.ndarray:
+        """Lexicon word -> model word id: its own row if in the vocabulary, else its class's."""
+        model_word_ids = self.lexicon.type_ids.astype(np.int32) + 1
         if self.word_vocab:
-            index = {word: i for i, word in enumerate(lexicon.words)}
+            index = {word: i for i, word in enumerate(self.lexicon.words)}
             own = np.array([index[word] for word in self.word_vocab], dtype=np.int64)
-            self.model_word_ids[own] = np.arange(len(own), dtype=np.int32) + self.num_classes + 1
-        self.word_strength = np.log1p(lexicon.frequencies).astype(np.float32)
+            model_word_ids[own] = np.arange(len(own), dtype=np.int32) + self.num_classes + 1
+        return model_word_ids
 
     @property
     def num_flags(self) -> int:
