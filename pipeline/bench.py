@@ -14,7 +14,9 @@ fresh worker process of its own (so peak RSS is its own), one after another:
   serve_tag_big   with --big-chars N: serve.tag and serve.distributed (Ray) on one N-character
                   input, start-up included
   --compare NAME=MODEL.onnx: the same paths for other models, rows `<path>[NAME]`, and a
-                  Pareto view (test F1 against chars/s, fp32 and int8: pareto.md/png)
+                  Pareto view (test F1 against chars/s, fp32 and int8: pareto.md/png);
+                  serve_tag_interleaved: serve.tag on the file for every model in turn,
+                  --rounds times, so their ratio is measured under the same load
 For each: end-to-end chars/s (text in, entity spans out), model-only chars/s, batch-1
 latency p50/p99 for a 50-character sentence, peak RSS, entity F1. Also: the LSTM's achieved
 GFLOP/s against a measured fp32 matmul peak, and ORT thread/process layouts.
@@ -207,10 +209,46 @@ def ort_file_path(spec: dict) -> dict:
     return {"chars": chars, "e2e_chars_per_s": chars / seconds, "peak_rss_mb": peak_rss_mb()}
 
 
+def interleaved_file_path(spec: dict) -> dict:
+    """serve.tag on the same file for every model in turn, round after round, in one process.
+
+    A ratio between two models timed minutes apart moves with whatever else the machine does
+    (81-102% for the same pair in three runs); timed in alternation, both see the same load.
+    Each round starts with a different model, so none always runs first.
+    """
+    from serve import tag
+
+    out = Path(spec["out"]) / "bench_output.jsonl"
+    models = spec["models"]  # name -> .onnx, "main" first
+
+    def argv(name: str) -> list[str]:
+        return [spec["text_file"], "--model", models[name], "-o", str(out), "--quiet"]
+
+    for name in models:
+        tag.main(argv(name))  # warm-up (also page cache)
+    names = list(models)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(spec["rounds"]):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            tag.main(argv(name))
+            seconds[name].append(time.perf_counter() - started)
+    chars = sum(len(line) for line in Path(spec["text_file"]).read_text(encoding="utf-8")
+                .split("\n"))
+    main_seconds = np.array(seconds["main"])
+    # chars/s of main against each other model, round by round: other's time / main's time
+    ratios = {name: (np.array(seconds[name]) / main_seconds).tolist()
+              for name in names if name != "main"}
+    return {"chars": chars, "rounds": spec["rounds"], "seconds": seconds, "ratios": ratios,
+            "e2e_chars_per_s": chars / float(np.median(main_seconds))}
+
+
 def worker(spec: dict, queue) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        function = {"keras": keras_path, "ort": ort_path, "file": ort_file_path}[spec["kind"]]
+        function = {"keras": keras_path, "ort": ort_path, "file": ort_file_path,
+                    "interleaved": interleaved_file_path}[spec["kind"]]
         queue.put(function(spec))
     except Exception as error:  # reported in the table, the other paths still run
         queue.put({"error": f"{type(error).__name__}: {error}"})
@@ -367,6 +405,12 @@ def write_report(out: Path, report: dict) -> None:
                 rows.append(f"{path} / {path}[{name}]: "
                             f"{ours['e2e_chars_per_s'] / theirs['e2e_chars_per_s']:.1%} on "
                             f"{ours['chars']:,} characters ({name}: {other}).")
+    interleaved = report["paths"].get("serve_tag_interleaved", {})
+    for name, ratios in interleaved.get("ratios", {}).items():
+        rows.append(f"serve_tag_interleaved, main / {name}: median {np.median(ratios):.1%} "
+                    f"(rounds {min(ratios):.1%} to {max(ratios):.1%}) over "
+                    f"{interleaved['rounds']} alternating rounds on {interleaved['chars']:,} "
+                    "characters, start-up included.")
     (out / "bench.md").write_text("\n".join(rows) + "\n")
     try:
         import matplotlib
@@ -470,6 +514,10 @@ def main(argv=None) -> int:
                         help="also time another model through ort_fp32 (and int8 if beside it) "
                         "and serve.tag in the same run (rows `<path>[NAME]`; with --big-chars "
                         "also serve.tag on the big input), e.g. the previous default")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="with --compare: rounds of serve.tag on the file, the models in "
+                        "alternation (row serve_tag_interleaved: ratios measured under the same "
+                        "load; default 7)")
     parser.add_argument("--big-chars", type=int,
                         help="also time serve.tag and serve.distributed (Ray, 1x2 and 2x1) on "
                         "the data repeated to this many characters, start-up included "
@@ -526,9 +574,9 @@ def main(argv=None) -> int:
               "compare_models": {}}
     for item in args.compare:
         name, _, other = item.partition("=")
-        if not other or not Path(other).exists():
-            print(f"error: --compare {item}: expected NAME=MODEL.onnx of an existing file",
-                  file=sys.stderr)
+        if not other or not Path(other).exists() or name in ("", "main"):
+            print(f"error: --compare {item}: expected NAME=MODEL.onnx of an existing file "
+                  "(NAME not `main`: that is --model)", file=sys.stderr)
             return 2
         plan[f"ort_fp32[{name}]"] = {"kind": "ort", "threads": 2, "model": other}
         plan[f"serve_tag_file[{name}]"] = {"kind": "file", "text_file": str(text_file),
@@ -543,6 +591,16 @@ def main(argv=None) -> int:
                                               "model": other}
             chosen.append(f"serve_tag_big[{name}]")
         report["compare_models"][name] = other
+    if args.compare and not args.paths:
+        chosen.append("serve_tag_interleaved")
+    plan["serve_tag_interleaved"] = {
+        "kind": "interleaved", "text_file": str(text_file), "rounds": max(args.rounds, 1),
+        "models": {"main": str(model), **report["compare_models"]}}
+    unknown = [name for name in chosen if name not in plan]
+    if unknown:
+        print(f"error: --paths: unknown {', '.join(unknown)} (known: {', '.join(plan)})",
+              file=sys.stderr)
+        return 2
     for name in chosen:
         spec = {**common, **plan[name]}
         if name == "ort_int8" and not int8.exists():

@@ -13,14 +13,14 @@ def test_bench_measures_every_path_and_writes_the_report(trained_run, exported, 
     fp32, _, _ = exported
     result = run_module("pipeline.bench", "--run", run, "--model", fp32, "--data",
                         FIXTURES / "dev.txt", "--out", tmp_path, "--repeats", "1",
-                        "--compare", f"again={fp32}", timeout=600)
+                        "--compare", f"again={fp32}", "--rounds", "2", timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "bench.json").read_text())
     paths = report["paths"]
     assert set(paths) == {"keras_predict", "tf_function", "ort_fp32", "ort_fp32_1thread",
                           "ort_int8", "ort_cuda", "serve_tag_file", "serve_tag_file_2_workers",
                           "serve_tag_2_processes", "ort_fp32[again]", "serve_tag_file[again]",
-                          "ort_int8[again]"}
+                          "ort_int8[again]", "serve_tag_interleaved"}
     measured = [name for name, r in paths.items() if "e2e_chars_per_s" in r]
     assert set(measured) >= {"keras_predict", "tf_function", "ort_fp32", "ort_int8",
                              "serve_tag_file", "serve_tag_2_processes"}
@@ -42,6 +42,27 @@ def test_bench_measures_every_path_and_writes_the_report(trained_run, exported, 
     assert (tmp_path / "pareto.png").stat().st_size > 1000
     assert "lexicon_share" in paths["ort_fp32"]  # the default model reads the jieba lexicon
     assert "serve_tag_file / serve_tag_file[again]:" in (tmp_path / "bench.md").read_text()
+    # both models timed in alternation, round by round: one ratio per round
+    interleaved = paths["serve_tag_interleaved"]
+    assert interleaved["rounds"] == 2 and interleaved["chars"] == 2958
+    assert [len(interleaved["seconds"][name]) for name in ("main", "again")] == [2, 2]
+    assert len(interleaved["ratios"]["again"]) == 2
+    assert all(ratio > 0 for ratio in interleaved["ratios"]["again"])
+    assert "serve_tag_interleaved, main / again: median" in (tmp_path / "bench.md").read_text()
+
+
+def test_bench_rejects_unknown_paths_and_bad_compare(trained_run, exported, tmp_path):
+    run, _ = trained_run
+    fp32, _, _ = exported
+    result = run_module("pipeline.bench", "--run", run, "--model", fp32, "--data",
+                        FIXTURES / "dev.txt", "--out", tmp_path, "--paths", "ort_fp33")
+    assert result.returncode == 2
+    assert "error: --paths: unknown ort_fp33" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_module("pipeline.bench", "--run", run, "--model", fp32, "--data",
+                        FIXTURES / "dev.txt", "--out", tmp_path, "--compare", f"main={fp32}")
+    assert result.returncode == 2
+    assert "NAME not `main`" in result.stderr
 
 
 def test_bench_compares_models_on_the_big_input_too(trained_run, exported, tmp_path):
