@@ -43,6 +43,8 @@ class TrainConfig:
     lr_decay: float = 0.05  # lr / (1 + lr_decay * epoch)
     clipnorm: float = 5.0
     weight_average: float = 0.999  # decay of the weight average used for dev and the saved model; 0: off
+    # its decay is capped at (1 + step) / (warmup + step); 0: no cap, bias-corrected (averaging.py)
+    weight_average_warmup: int = 10
     epochs: int = 14
     # an epoch is at least this many steps: a small training set is passed over several times
     # per epoch (data/tf_input.py passes_per_epoch); 0 = one pass an epoch, as before

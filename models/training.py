@@ -183,7 +183,8 @@ def seed_generator_states(model) -> list:
 
 def weight_average(model, config: TrainConfig):
     from models.averaging import WeightAverage
-    return WeightAverage(model, config.weight_average) if config.weight_average > 0 else None
+    return WeightAverage(model, config.weight_average, config.weight_average_warmup) \
+        if config.weight_average > 0 else None
 
 
 def save_checkpoint(run: Path, model, state: dict, average=None) -> None:

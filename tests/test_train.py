@@ -163,3 +163,57 @@ def test_small_training_sets_get_several_passes_per_epoch():
     assert passes_per_epoch(2000, 32, 1000) == 16  # 63 steps a pass -> 1,008 steps an epoch
     assert passes_per_epoch(2000, 32, 0) == 1
     assert passes_per_epoch(1, 32, 1000) == 1000
+
+
+@pytest.mark.parametrize("warmup", [10, 0])
+def test_weight_average_equals_the_explicit_weighted_sum(warmup):
+    """Each step's weights enter the average with the weight the decay formula gives them."""
+    import keras
+
+    from models.averaging import WeightAverage
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    decay = 0.9
+    average = WeightAverage(model, decay, warmup)
+    initial = [v.numpy() for v in model.trainable_variables]
+    assert all(np.array_equal(a, b) for a, b in zip(average.averaged(), initial))
+    rng = np.random.default_rng(0)
+    history = []
+    for _ in range(30):
+        values = [rng.normal(size=v.shape).astype(np.float32) for v in model.trainable_variables]
+        for variable, value in zip(model.trainable_variables, values):
+            variable.assign(value)
+        average.update()
+        history.append(values)
+    expected = [np.zeros(v.shape) for v in initial] if not warmup else \
+        [v.astype(np.float64) for v in initial]
+    for step, values in enumerate(history, 1):
+        rate = min(decay, (1 + step) / (warmup + step)) if warmup else decay
+        expected = [rate * e + (1 - rate) * v for e, v in zip(expected, values)]
+    if not warmup:  # bias correction: the weights of the 30 steps sum to one
+        expected = [e / (1 - decay ** 30) for e in expected]
+    with average.applied():
+        applied = [v.numpy() for v in model.trainable_variables]
+    for got, want in zip(applied, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # outside the block the model has its own (last) weights back
+    assert all(np.array_equal(v.numpy(), last)
+               for v, last in zip(model.trainable_variables, history[-1]))
+
+
+def test_bias_corrected_average_of_constant_weights_is_those_weights():
+    """warmup 0: the average starts empty; without the correction 3 steps at decay 0.9997
+    would give 0.0009 of the weights."""
+    import keras
+
+    from models.averaging import WeightAverage
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    average = WeightAverage(model, 0.9997, warmup=0)
+    for _ in range(3):
+        average.update()
+    with average.applied():
+        applied = [v.numpy() for v in model.trainable_variables]
+    for got, own in zip(applied, model.trainable_variables):
+        np.testing.assert_allclose(got, own.numpy(), rtol=1e-5, atol=1e-7)
