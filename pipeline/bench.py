@@ -16,7 +16,8 @@ fresh worker process of its own (so peak RSS is its own), one after another:
   --compare NAME=MODEL.onnx: the same paths for other models, rows `<path>[NAME]`, and a
                   Pareto view (test F1 against chars/s, fp32 and int8: pareto.md/png);
                   serve_tag_interleaved: serve.tag on the file for every model in turn,
-                  --rounds times, so their ratio is measured under the same load
+                  --rounds times, so their ratio is measured under the same load (with
+                  --big-chars also serve_tag_big_interleaved, --rounds / 3 rounds)
 For each: end-to-end chars/s (text in, entity spans out), model-only chars/s, batch-1
 latency p50/p99 for a 50-character sentence, peak RSS, entity F1. Also: the LSTM's achieved
 GFLOP/s against a measured fp32 matmul peak, and ORT thread/process layouts.
@@ -405,12 +406,13 @@ def write_report(out: Path, report: dict) -> None:
                 rows.append(f"{path} / {path}[{name}]: "
                             f"{ours['e2e_chars_per_s'] / theirs['e2e_chars_per_s']:.1%} on "
                             f"{ours['chars']:,} characters ({name}: {other}).")
-    interleaved = report["paths"].get("serve_tag_interleaved", {})
-    for name, ratios in interleaved.get("ratios", {}).items():
-        rows.append(f"serve_tag_interleaved, main / {name}: median {np.median(ratios):.1%} "
-                    f"(rounds {min(ratios):.1%} to {max(ratios):.1%}) over "
-                    f"{interleaved['rounds']} alternating rounds on {interleaved['chars']:,} "
-                    "characters, start-up included.")
+    for path in ("serve_tag_interleaved", "serve_tag_big_interleaved"):
+        interleaved = report["paths"].get(path, {})
+        for name, ratios in interleaved.get("ratios", {}).items():
+            rows.append(f"{path}, main / {name}: median {np.median(ratios):.1%} (rounds "
+                        f"{min(ratios):.1%} to {max(ratios):.1%}) over {interleaved['rounds']} "
+                        f"alternating rounds on {interleaved['chars']:,} characters, start-up "
+                        "included.")
     (out / "bench.md").write_text("\n".join(rows) + "\n")
     try:
         import matplotlib
@@ -591,11 +593,17 @@ def main(argv=None) -> int:
                                               "model": other}
             chosen.append(f"serve_tag_big[{name}]")
         report["compare_models"][name] = other
+    models = {"main": str(model), **report["compare_models"]}
+    plan["serve_tag_interleaved"] = {"kind": "interleaved", "text_file": str(text_file),
+                                     "rounds": max(args.rounds, 1), "models": models}
     if args.compare and not args.paths:
         chosen.append("serve_tag_interleaved")
-    plan["serve_tag_interleaved"] = {
-        "kind": "interleaved", "text_file": str(text_file), "rounds": max(args.rounds, 1),
-        "models": {"main": str(model), **report["compare_models"]}}
+    if args.big_chars:  # the same on the big input: 2 rounds at least, minutes each
+        plan["serve_tag_big_interleaved"] = {"kind": "interleaved", "text_file": str(big_file),
+                                             "rounds": max(args.rounds // 3, 2),
+                                             "models": models}
+        if args.compare and not args.paths:
+            chosen.append("serve_tag_big_interleaved")
     unknown = [name for name in chosen if name not in plan]
     if unknown:
         print(f"error: --paths: unknown {', '.join(unknown)} (known: {', '.join(plan)})",

@@ -70,7 +70,8 @@ def test_bench_compares_models_on_the_big_input_too(trained_run, exported, tmp_p
     fp32, _, _ = exported
     result = run_module("pipeline.bench", "--run", run, "--model", fp32, "--data",
                         FIXTURES / "dev.txt", "--out", tmp_path, "--repeats", "1",
-                        "--paths", "serve_tag_big", "--big-chars", "20000",
+                        "--paths", "serve_tag_big,serve_tag_big_interleaved",
+                        "--big-chars", "20000",
                         "--compare", f"again={fp32}", timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     paths = json.loads((tmp_path / "bench.json").read_text())["paths"]
@@ -80,3 +81,8 @@ def test_bench_compares_models_on_the_big_input_too(trained_run, exported, tmp_p
     report = (tmp_path / "bench.md").read_text()
     assert "serve_tag_big / serve_tag_big[again]:" in report
     assert f"on {paths['serve_tag_big']['chars']:,} characters" in report
+    # the big input timed for both models in alternation: as many characters, 2 rounds
+    interleaved = paths["serve_tag_big_interleaved"]
+    assert interleaved["chars"] == paths["serve_tag_big"]["chars"]
+    assert interleaved["rounds"] == 2 and len(interleaved["ratios"]["again"]) == 2
+    assert "serve_tag_big_interleaved, main / again: median" in report
