@@ -382,9 +382,12 @@ def write_report(out: Path, report: dict) -> None:
                  _cell(result, "peak_rss_mb", "{:.0f}"), _cell(result, "f1", "{:.4f}"), ratio]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     hw = report["hardware"]
-    rows += ["", f"Machine: {hw['machine']}, {hw['cpus']} CPUs. fp32 matmul peak "
-                 f"{hw['matmul_peak_gflops']:.1f} GFLOP/s; the LSTM at model-only ORT fp32 speed "
-                 f"achieves {hw['lstm_gflops']:.1f} GFLOP/s ({hw['lstm_share_of_peak']:.0%} of peak)."]
+    machine = f"Machine: {hw['machine']}, {hw['cpus']} CPUs. fp32 matmul peak " \
+        f"{hw['matmul_peak_gflops']:.1f} GFLOP/s"
+    if hw["lstm_gflops"] > 0:  # only when ort_fp32 ran
+        machine += f"; the LSTM at model-only ORT fp32 speed achieves {hw['lstm_gflops']:.1f} " \
+            f"GFLOP/s ({hw['lstm_share_of_peak']:.0%} of peak)"
+    rows += ["", machine + "."]
     shares = {name: r["lexicon_share"] for name, r in report["paths"].items()
               if "lexicon_share" in r}
     if shares:
