@@ -196,6 +196,11 @@ def lexicon_time(tagger, texts, lengths, repeats) -> float | None:
     return seconds
 
 
+def text_chars(path: Path) -> int:
+    """Characters of a one-text-a-line file, line ends not counted."""
+    return sum(len(line) for line in path.read_text(encoding="utf-8").split("\n"))
+
+
 def ort_file_path(spec: dict) -> dict:
     """serve.tag's own CLI work, text file in and JSONL out, with its default layout."""
     from serve import tag
@@ -205,8 +210,7 @@ def ort_file_path(spec: dict) -> dict:
     argv += ["--workers", str(spec["workers"])] if spec.get("workers") else []
     tag.main(argv)  # warm-up (also page cache)
     seconds, _ = timed(lambda: tag.main(argv), spec["repeats"])
-    chars = sum(len(line) for line in Path(spec["text_file"]).read_text(encoding="utf-8")
-                .split("\n"))
+    chars = text_chars(Path(spec["text_file"]))
     return {"chars": chars, "e2e_chars_per_s": chars / seconds, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -235,8 +239,7 @@ def interleaved_file_path(spec: dict) -> dict:
             started = time.perf_counter()
             tag.main(argv(name))
             seconds[name].append(time.perf_counter() - started)
-    chars = sum(len(line) for line in Path(spec["text_file"]).read_text(encoding="utf-8")
-                .split("\n"))
+    chars = text_chars(Path(spec["text_file"]))
     main_seconds = np.array(seconds["main"])
     # chars/s of main against each other model, round by round: other's time / main's time
     ratios = {name: (np.array(seconds[name]) / main_seconds).tolist()
