@@ -2,7 +2,7 @@
 
 Ids: 0 is `<pad>`, 1 is `<unk>`. An unseen character maps to `<unk>`, never dropped, so a
 text of n characters always encodes to n ids. Encoding avoids per-character Python work:
-text -> UTF-32 code points -> one table lookup (characters) or a sorted search (bigrams).
+text -> UTF-32 code points -> one table lookup (characters) or a hash table (bigrams).
 """
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections import Counter
 from typing import Iterable
 
 import numpy as np
+
+from data.hashing import HashTable
 
 PAD_ID, UNK_ID = 0, 1
 PAD, UNK = "<pad>", "<unk>"
@@ -51,9 +53,7 @@ class BigramVocab:
     def __init__(self, bigrams: list[str]):
         self.tokens = [PAD, UNK] + list(bigrams)
         keys = _keys_of(self.tokens[2:])
-        order = np.argsort(keys)
-        self._sorted_keys = keys[order]
-        self._ids_of_sorted = (order + 2).astype(np.int32)
+        self._ids = HashTable(keys.astype(np.uint64), np.arange(2, keys.size + 2))
 
     @classmethod
     def build(cls, texts: Iterable[str], min_count: int = 2) -> "BigramVocab":
@@ -79,13 +79,9 @@ class BigramVocab:
     def _lookup(self, points: np.ndarray, following: np.ndarray) -> np.ndarray:
         if points.size == 0:
             return np.zeros(0, dtype=np.int32)
-        keys = points * (_CODE_POINTS + 1) + following
-        if self._sorted_keys.size == 0:
-            return np.full(points.size, UNK_ID, dtype=np.int32)
-        where = np.searchsorted(self._sorted_keys, keys)
-        where = np.minimum(where, self._sorted_keys.size - 1)
-        found = self._sorted_keys[where] == keys
-        return np.where(found, self._ids_of_sorted[where], UNK_ID).astype(np.int32)
+        keys = (points * (_CODE_POINTS + 1) + following).astype(np.uint64)
+        ids = self._ids.lookup(keys)
+        return np.where(ids == HashTable.ABSENT, UNK_ID, ids).astype(np.int32)
 
 
 def scatter(flat_rows: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:

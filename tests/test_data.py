@@ -203,3 +203,34 @@ def test_padded_encoding_equals_per_text_encoding():
         for row, text in enumerate(texts):
             assert padded[row, :len(text)].tolist() == vocab.encode(text).tolist()
             assert (padded[row, len(text):] == 0).all()
+
+
+def test_bigram_ids_equal_a_dictionary_lookup_on_random_text():
+    """The bigram vocabulary's hash table against a plain dict, with an alphabet small enough
+    that most pairs are known and large enough that slots collide and probe on."""
+    rng = np.random.default_rng(3)
+    alphabet = list("abcdefghij上海北京市😀")
+    texts = ["".join(rng.choice(alphabet, size=rng.integers(0, 30))) for _ in range(300)]
+    bigrams = BigramVocab.build(texts[:150], min_count=1)
+    index = {token: i for i, token in enumerate(bigrams.tokens)}
+    for text in texts:
+        expected = [index.get(text[i:i + 2], UNK_ID) for i in range(len(text))]
+        assert bigrams.encode(text).tolist() == expected
+
+
+def test_hash_table_equals_a_dictionary_and_merges_repeated_keys():
+    from data.hashing import HashTable
+
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 2**63, size=5000, dtype=np.int64).astype(np.uint64)
+    keys[4000:] = keys[:1000]  # repeats: a key repeated with -1 keeps its value >= 0
+    values = np.arange(5000, dtype=np.int64)
+    values[4000:] = -1
+    table = HashTable(keys, values)
+    expected = {int(k): int(v) for k, v in zip(keys[:4000], values[:4000])}
+    absent = rng.integers(0, 2**63, size=5000, dtype=np.int64).astype(np.uint64)
+    queries = np.concatenate([keys, absent])
+    got = table.lookup(queries).tolist()
+    assert got == [expected.get(int(q), HashTable.ABSENT) for q in queries]
+    with pytest.raises(ValueError, match="share a hash"):
+        HashTable(np.array([7, 7], np.uint64), np.array([0, 1]))
