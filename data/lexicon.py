@@ -12,11 +12,8 @@ registry and hash-checked (jieba itself is never imported), or a user's file wit
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import subprocess
 import sys
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +173,11 @@ def _first_of_each(words, frequencies, types, type_names, source) -> Lexicon:
 
 def fetch_jieba_dict(cache: Path = DEFAULT_CACHE) -> bytes:
     """dict.txt out of the pinned jieba sdist (pip download, sha256-checked), cached."""
+    # imported here: a served model never fetches, and these cost start-up time
+    import hashlib
+    import subprocess
+    import tarfile
+
     cached = cache / "jieba-dict.txt"
     if cached.exists() and hashlib.sha256(cached.read_bytes()).hexdigest() == JIEBA_DICT_SHA256:
         return cached.read_bytes()
@@ -201,6 +203,8 @@ def fetch_jieba_dict(cache: Path = DEFAULT_CACHE) -> bytes:
 
 
 def _sha256_file(path: Path) -> str:
+    import hashlib
+
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 

@@ -241,6 +241,27 @@ assert not any(m.split(".")[0] in ("tensorflow", "keras") for m, v in sys.module
     assert result.stdout.strip() == "1"
 
 
+@pytest.mark.slow
+def test_scripted_serve_tag_loads_no_progress_bar_or_fetching_code(exported, tmp_path):
+    """Start-up is paid by every scripted call: with stderr not a terminal (tqdm would hide
+    its bar anyway) tqdm is not imported, and a served lexicon model never imports the code
+    that fetches a lexicon. The output is still written."""
+    source = tmp_path / "in.txt"
+    source.write_text("北京欢迎你\n", encoding="utf-8")
+    code = f"""
+import sys
+from serve.tag import main
+assert main([{str(source)!r}, "--model", {str(exported[0])!r}, "-o", {str(tmp_path / "o")!r}]) == 0
+print(sorted(m for m in ("tqdm", "tarfile", "subprocess") if m in sys.modules))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert "tagged 1 lines, 5 characters" in result.stderr  # the summary stays
+    assert (tmp_path / "o").read_text(encoding="utf-8").startswith('{"text": "北京欢迎你"')
+
+
 def not_a_tagger_files(tmp_path, exported_model):
     """A text file, a directory, a truncated tagger, and a valid ONNX model that is no tagger."""
     import onnx
