@@ -79,6 +79,7 @@ def encoder_description(encoder: InputEncoder) -> dict:
     if encoder.lexicon:
         features = encoder.lexicon
         description["lexicon_features"] = {"kind": features.kind, "top_k": features.top_k,
+                                           "frequency_classes": features.frequency_classes,
                                            "words": features.word_vocab,
                                            "source": features.lexicon.source}
     return description
@@ -93,7 +94,8 @@ def encoder_from_description(description: dict, lexicon_json: str | None) -> Inp
         if lexicon_json is None:
             raise ValueError("the model uses a lexicon, but its words are missing")
         lexicon = LexiconFeatures(Lexicon.from_json(lexicon_json), features["kind"],
-                                  features["words"], features["top_k"])
+                                  features["words"], features["top_k"],
+                                  features.get("frequency_classes", 0))  # 0: older files
     return InputEncoder(chars, bigrams, lexicon)
 
 

@@ -1,8 +1,9 @@
 """Model inputs from lexicon matches, with fixed inner dimensions (so they export to ONNX).
 
 For each character, the lexicon words that begin (B), continue (M), end at (E) or are (S) it:
-  * `lexicon_flags` uint8 [chars, 4 * (classes + 4)]: per set, one flag per type class of the
-    words in it and one per length bucket (1-2, 3, 4, 5+ characters);
+  * `lexicon_flags` uint8 [chars, 4 * (classes + 4 + f)]: per set, one flag per type class of
+    the words in it, one per length bucket (1-2, 3, 4, 5+ characters), and with f frequency
+    classes one per class (the lexicon's words split into f equal shares by frequency);
   * `lexicon_word_ids` int32 [chars, 4 * k] and `lexicon_word_weights` float32 [chars, 4 * k]:
     per set, its k most frequent words and SoftLexicon's weights 4 z(w) / Z, with z(w) =
     log(1 + the lexicon's frequency) and Z the sum of z over every word kept at that
@@ -38,7 +39,7 @@ def build_word_vocab(matcher: LexiconMatcher, train_texts: Sequence[str],
 
 class LexiconFeatures:
     def __init__(self, lexicon: Lexicon, kind: str, word_vocab: list[str] | None = None,
-                 top_k: int = 3):
+                 top_k: int = 3, frequency_classes: int = 0):
         if kind not in KINDS[1:]:
             raise ValueError(f"lexicon features {kind!r}: expected one of {', '.join(KINDS[1:])}")
         self.lexicon, self.kind, self.top_k = lexicon, kind, top_k
@@ -47,6 +48,10 @@ class LexiconFeatures:
         self.uses_flags = kind in ("flags", "both")
         self.uses_words = kind in ("words", "both")
         self.word_vocab = list(word_vocab or [])
+        self.frequency_classes = frequency_classes if self.uses_flags else 0
+        if self.frequency_classes:
+            self.word_frequency_class = frequency_class_of(lexicon.frequencies,
+                                                           self.frequency_classes)
         if self.uses_words:  # a flags model needs neither: its start-up skips them
             self.model_word_ids = self._model_word_ids()
             self.word_strength = np.log1p(lexicon.frequencies).astype(np.float32)
@@ -62,7 +67,11 @@ class LexiconFeatures:
 
     @property
     def num_flags(self) -> int:
-        return len(SETS) * (self.num_classes + LENGTH_BUCKETS) if self.uses_flags else 0
+        return len(SETS) * self._flags_per_set if self.uses_flags else 0
+
+    @property
+    def _flags_per_set(self) -> int:
+        return self.num_classes + LENGTH_BUCKETS + self.frequency_classes
 
     @property
     def num_words(self) -> int:
@@ -92,11 +101,14 @@ class LexiconFeatures:
         return out
 
     def _flags(self, size, positions, sets, word_ids, lengths) -> np.ndarray:
-        width = self.num_classes + LENGTH_BUCKETS
+        width = self._flags_per_set
         flags = np.zeros((size, len(SETS), width), dtype=np.uint8)
         flags[positions, sets, self.lexicon.type_ids[word_ids]] = 1
         buckets = np.clip(lengths, 2, 5) - 2
         flags[positions, sets, self.num_classes + buckets] = 1
+        if self.frequency_classes:
+            classes = self.word_frequency_class[word_ids]
+            flags[positions, sets, self.num_classes + LENGTH_BUCKETS + classes] = 1
         return flags.reshape(size, len(SETS) * width)
 
     def _top_words(self, size, positions, sets, word_ids):
@@ -118,6 +130,17 @@ class LexiconFeatures:
         weights = np.divide(len(SETS) * weights, total, out=np.zeros_like(weights),
                             where=total > 0)
         return ids.reshape(size, len(SETS) * k), weights.reshape(size, len(SETS) * k)
+
+
+def frequency_class_of(frequencies: np.ndarray, classes: int) -> np.ndarray:
+    """Each word's frequency class, 0 (rarest) to classes - 1: cut points at the lexicon's own
+    frequency quantiles, so the classes need no data beyond the lexicon and hold about equal
+    shares of its words (ties keep a class together). A lexicon without frequencies (all 1)
+    puts every word in the top class."""
+    if frequencies.size == 0:
+        return np.zeros(0, np.int64)
+    cuts = np.quantile(frequencies, np.arange(1, classes) / classes)
+    return np.searchsorted(cuts, frequencies, side="right").astype(np.int64)
 
 
 def set_members(matches: LexiconMatches) -> tuple[np.ndarray, ...]:

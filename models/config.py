@@ -32,6 +32,9 @@ class TrainConfig:
     lexicon_features: str = "flags"  # flags | words | both | none (data/lexicon_features.py)
     word_dim: int = 32  # word embedding size ("words"/"both")
     word_top_k: int = 3  # words kept per B/M/E/S set, most frequent first
+    # flags: also one per frequency class of the words in each set (0: none; see
+    # data/lexicon_features.py frequency_class_of)
+    lexicon_frequency_classes: int = 0
     # vocabulary
     char_min_count: int = 1
     bigram_min_count: int = 2

@@ -67,11 +67,12 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
     features = None
     lexicon = load_lexicon(config.lexicon) if config.uses_lexicon else None
     if lexicon is not None:
-        features = LexiconFeatures(lexicon, config.lexicon_features, top_k=config.word_top_k)
+        features = LexiconFeatures(lexicon, config.lexicon_features, top_k=config.word_top_k,
+                                   frequency_classes=config.lexicon_frequency_classes)
         if features.uses_words:
             word_vocab = build_word_vocab(features.matcher, texts, config.word_min_count)
             features = LexiconFeatures(lexicon, config.lexicon_features, word_vocab,
-                                       config.word_top_k)
+                                       config.word_top_k, config.lexicon_frequency_classes)
     # Tags from every given file: a type seen only in dev must still be encodable.
     seen = tag_set(s.tags for corpus in corpora.values() for s in corpus.sentences)
     if tag_names is not None:

@@ -79,7 +79,13 @@ def brute_force_features(features, text):
     """Flags and top-k words of one text, by loops over its substrings."""
     lexicon = features.lexicon
     classes = len(lexicon.type_names)
-    flags = np.zeros((len(text), len(SETS), classes + LENGTH_BUCKETS), np.uint8)
+    frequency_classes = features.frequency_classes
+    # frequency class by counting: how many of the class cut points a word's frequency reaches
+    cuts = sorted(np.quantile(lexicon.frequencies, [c / frequency_classes for c in
+                                                    range(1, frequency_classes)]).tolist()) \
+        if frequency_classes else []
+    width = classes + LENGTH_BUCKETS + frequency_classes
+    flags = np.zeros((len(text), len(SETS), width), np.uint8)
     members = defaultdict(list)  # (position, set) -> lexicon ids
     for _, start, length, word in brute_force_matches([text], lexicon.words):
         if length == 1:
@@ -90,6 +96,9 @@ def brute_force_features(features, text):
         for position, set_index in cells:
             flags[position, set_index, lexicon.type_ids[word]] = 1
             flags[position, set_index, classes + min(max(length, 2), 5) - 2] = 1
+            if frequency_classes:
+                rank = sum(lexicon.frequencies[word] >= cut for cut in cuts)
+                flags[position, set_index, classes + LENGTH_BUCKETS + rank] = 1
             members[position, set_index].append(word)
     k = features.top_k
     ids = np.zeros((len(text), len(SETS), k), np.int32)
@@ -102,17 +111,19 @@ def brute_force_features(features, text):
     totals = weights.sum(axis=(1, 2), keepdims=True)
     weights = np.where(totals > 0, len(SETS) * weights / np.where(totals > 0, totals, 1), 0)
     n = len(text)
-    return flags.reshape(n, len(SETS) * (classes + LENGTH_BUCKETS)), ids.reshape(n, len(SETS) * k), weights.reshape(n, len(SETS) * k)
+    return flags.reshape(n, len(SETS) * width), ids.reshape(n, len(SETS) * k), weights.reshape(n, len(SETS) * k)
 
 
+@pytest.mark.parametrize("frequency_classes", [0, 3])
 @pytest.mark.parametrize("seed", range(3))
-def test_features_equal_brute_force(seed):
+def test_features_equal_brute_force(seed, frequency_classes):
     rng = np.random.default_rng(seed)
     alphabet = "abcde"
     lexicon = random_lexicon(rng, alphabet, 60)
     texts = random_texts(rng, alphabet, 25)
     vocab = build_word_vocab(LexiconMatcher(lexicon), texts[:10], min_count=2)
-    features = LexiconFeatures(lexicon, "both", vocab, top_k=2)
+    features = LexiconFeatures(lexicon, "both", vocab, top_k=2,
+                               frequency_classes=frequency_classes)
     from data.encoding import InputEncoder
     from data.vocab import CharVocab
     encoded = InputEncoder(CharVocab(list(alphabet)), None, features).encode_each(texts)
@@ -121,6 +132,25 @@ def test_features_equal_brute_force(seed):
         np.testing.assert_array_equal(encoded["lexicon_flags"][row], flags)
         np.testing.assert_array_equal(encoded["lexicon_word_ids"][row], ids)
         np.testing.assert_allclose(encoded["lexicon_word_weights"][row], weights, rtol=1e-6)
+
+
+def test_frequency_classes_split_the_lexicon_in_equal_shares_and_survive_export_metadata():
+    from data.encoding import InputEncoder, encoder_from_metadata, encoder_metadata
+    from data.lexicon_features import frequency_class_of
+    from data.vocab import CharVocab
+
+    frequencies = np.array([1.0, 2, 3, 4, 5, 6, 7, 8, 9])
+    assert frequency_class_of(frequencies, 3).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert frequency_class_of(np.ones(4), 3).tolist() == [2, 2, 2, 2]  # no frequencies given
+    lexicon = Lexicon(["上海", "北京"], np.array([1.0, 50.0]), np.zeros(2, np.int8), ["OTHER"], "t")
+    features = LexiconFeatures(lexicon, "flags", frequency_classes=2)
+    assert features.num_flags == len(SETS) * (1 + LENGTH_BUCKETS + 2)
+    encoder = InputEncoder(CharVocab(list("上海北京")), None, features)
+    served = encoder_from_metadata(encoder_metadata(encoder))
+    assert served.lexicon.frequency_classes == 2
+    flags = served.encode_flat(["上海北京"])[0]["lexicon_flags"].reshape(4, len(SETS), -1)
+    assert flags[0, 0, -2:].tolist() == [1, 0]  # 上海 (B): the rarer class
+    assert flags[2, 0, -2:].tolist() == [0, 1]  # 北京 (B): the commoner class
 
 
 def test_word_vocab_is_words_seen_in_training_text_often_enough():
