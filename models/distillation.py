@@ -11,6 +11,8 @@ teacher and its student may differ in size, vocabulary and lexicon features.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from data.formats import DataError, Sentence
@@ -94,11 +96,37 @@ def teacher_outputs(teachers: list, texts: list[str], with_tags: bool = True
 
 
 def attach_teacher_targets(corpus, teachers: list, log=print) -> None:
-    """Soft targets for every sentence of an encoded training corpus (in place)."""
-    marginals, _ = teacher_outputs(teachers, corpus.texts, with_tags=False)
-    corpus.soft_targets = marginals
-    log(f"teacher marginals for {len(corpus.texts)} training sentences from "
-        f"{len(teachers)} teacher(s)")
+    """Soft targets for every sentence of an encoded training corpus (in place), cross-fitted:
+    a sentence's targets average the teachers that were not trained on it, when there are
+    such teachers (K teachers trained on K different parts of the data: each part's targets
+    come from teachers that never saw it, not from memorised ones); otherwise all teachers."""
+    texts = corpus.texts
+    each = [teacher_outputs([teacher], texts, with_tags=False)[0] for teacher in teachers]
+    seen = [training_texts(teacher) for teacher in teachers]
+    targets, cross_fitted = [], 0
+    for index, text in enumerate(texts):
+        unseen = [k for k in range(len(teachers)) if text not in seen[k]]
+        cross_fitted += bool(unseen) and len(unseen) < len(teachers)
+        chosen = unseen or range(len(teachers))
+        targets.append(np.mean([each[k][index] for k in chosen], axis=0).astype(np.float32))
+    corpus.soft_targets = targets
+    log(f"teacher marginals for {len(texts)} training sentences from {len(teachers)} "
+        f"teacher(s)" + (f"; {cross_fitted} of them from only the teachers not trained on "
+                         "them" if cross_fitted else ""))
+
+
+def training_texts(teacher) -> set[str]:
+    """The texts a teacher was trained on (its training file, cut as training cuts it): empty
+    when that file is gone, so the teacher is then taken as not having seen any."""
+    from data.formats import read_corpus
+    from data.tf_input import split_long
+
+    config = teacher.config
+    if not Path(config.train).is_file():
+        return set()
+    corpus = read_corpus(config.train, False, config.data_format, config.overlaps)
+    return {chunk.text for sentence in corpus.sentences
+            for chunk in split_long(sentence, config.max_len)}
 
 
 def pseudo_labelled(teachers: list, texts: list[str], tags) -> tuple[list[Sentence], list]:

@@ -85,3 +85,43 @@ def test_bad_unlabeled_file_is_named_with_exit_2(trained_run, tmp_path, content,
 def test_teacher_must_be_a_run_folder(tmp_path):
     result = run_module("pipeline.distill", "--teacher", tmp_path, "--out", tmp_path / "s")
     assert result.returncode == 2 and "not a finished run folder" in result.stderr
+
+
+def test_soft_targets_are_cross_fitted_to_teachers_not_trained_on_a_sentence(tmp_path,
+                                                                             monkeypatch):
+    """Teachers trained on different parts of the data: each sentence's targets average only
+    the teachers that did not see it; a sentence every teacher (or none) saw averages all."""
+    from types import SimpleNamespace
+
+    import models.distillation as distillation
+
+    def column_file(name, texts):
+        path = tmp_path / name
+        path.write_text("\n\n".join("\n".join(f"{c} O" for c in t) for t in texts) + "\n",
+                        encoding="utf-8")
+        return str(path)
+
+    def teacher(name, texts, value):
+        config = SimpleNamespace(train=column_file(name, texts), data_format=None,
+                                 overlaps="refuse", max_len=200)
+        return SimpleNamespace(config=config, value=value)
+
+    teachers = [teacher("a.txt", ["甲乙", "共同"], 1.0), teacher("b.txt", ["丙丁", "共同"], 3.0),
+                SimpleNamespace(config=SimpleNamespace(train=str(tmp_path / "gone.txt")),
+                                value=8.0)]
+
+    def fake_outputs(chosen, texts, with_tags=True):  # a teacher's marginals: its value
+        return [np.full((len(t), 2), chosen[0].value, np.float32) for t in texts], None
+
+    monkeypatch.setattr(distillation, "teacher_outputs", fake_outputs)
+    corpus = SimpleNamespace(texts=["甲乙", "丙丁", "共同", "新的"])
+    messages = []
+    distillation.attach_teacher_targets(corpus, teachers, messages.append)
+    # 甲乙: a saw it -> b and the teacher whose file is gone; 共同: a and b saw it -> the third
+    assert [float(t[0, 0]) for t in corpus.soft_targets] == [5.5, 4.5, 8.0, 4.0]
+    assert corpus.soft_targets[0].shape == (2, 2)
+    assert "3 of them from only the teachers not trained on them" in messages[0]
+    both_saw = teachers[:2]
+    corpus = SimpleNamespace(texts=["共同"])
+    distillation.attach_teacher_targets(corpus, both_saw, messages.append)
+    assert float(corpus.soft_targets[0][0, 0]) == 2.0  # seen by all: all teachers
