@@ -5,7 +5,9 @@ The student is any model `pipeline.train` can build (every training flag applies
 bigrams, lexicon features...) and an ordinary run folder: early stopping on dev F1, --resume,
 export and serving unchanged; its config.json records the teachers and raw-text files.
 Soft targets: each teacher's per-character tag marginals (CRF forward-backward over its
-emissions), averaged over `--teacher` runs; the loss is (1 - soft weight) * CRF NLL of the
+emissions), averaged over `--teacher` runs, cross-fitted: a sentence's targets come from the
+teachers not trained on it where there are such (train K teachers on K parts of the data and
+each part is scored by teachers that never saw it); the loss is (1 - soft weight) * CRF NLL of the
 tags + soft weight * cross-entropy of the student's CRF marginals against the teachers'.
 `--unlabeled FILE`: plain text, one text a line (any length; long lines are cut as serving
 cuts them), streamed; the teachers tag it and it joins the training data. Invalid UTF-8 or
