@@ -239,7 +239,8 @@ def interleaved_file_path(spec: dict) -> dict:
             started = time.perf_counter()
             tag.main(argv(name))
             seconds[name].append(time.perf_counter() - started)
-    chars = text_chars(Path(spec["text_file"]))
+    # the big input's count was taken once when it was written
+    chars = spec.get("text_chars") or text_chars(Path(spec["text_file"]))
     main_seconds = np.array(seconds["main"])
     # chars/s of main against each other model, round by round: other's time / main's time
     ratios = {name: (np.array(seconds[name]) / main_seconds).tolist()
@@ -606,6 +607,7 @@ def main(argv=None) -> int:
         chosen.append("serve_tag_interleaved")
     if args.big_chars:  # the same on the big input: 2 rounds at least, minutes each
         plan["serve_tag_big_interleaved"] = {"kind": "interleaved", "text_file": str(big_file),
+                                             "text_chars": common["big_chars"],
                                              "rounds": max(args.rounds // 3, 2),
                                              "models": models}
         if args.compare and not args.paths:
