@@ -217,3 +217,20 @@ def test_bias_corrected_average_of_constant_weights_is_those_weights():
         applied = [v.numpy() for v in model.trainable_variables]
     for got, own in zip(applied, model.trainable_variables):
         np.testing.assert_allclose(got, own.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_runs_saved_before_the_warmup_key_keep_the_cap_they_trained_with(tmp_path):
+    """The default is now the bias-corrected average (warmup 0); a run folder whose config
+    predates the key trained with tf.train's cap of 10 and must resume with it."""
+    from dataclasses import asdict
+
+    from models.config import TrainConfig
+
+    assert TrainConfig().weight_average_warmup == 0
+    old = asdict(TrainConfig())
+    del old["weight_average_warmup"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(old))
+    assert TrainConfig.load(path).weight_average_warmup == 10
+    TrainConfig(weight_average_warmup=0).save(path)
+    assert TrainConfig.load(path).weight_average_warmup == 0
