@@ -22,7 +22,7 @@ class HashTable:
     def __init__(self, keys: np.ndarray, values: np.ndarray):
         """keys: uint64 (or non-negative int64); values: int64. keys may repeat: a repeated
         key keeps the largest value (the lexicon's word id over -1, a prefix), and two
-        repeats with values >= 0 are refused (ValueError: two words share a hash)."""
+        repeats with values >= 0 are refused (ValueError: two entries share a hash)."""
         # load factor <= 1/4: probes stay short
         bits = max(4, int(np.ceil(np.log2(max(4 * keys.size, 1)))))
         self.mask, self.shift = (1 << bits) - 1, np.uint64(64 - bits)
@@ -55,7 +55,8 @@ class HashTable:
         word_holders = holders[self.values[incoming] >= 0]
         if np.any(self.values[word_holders] >= 0) or \
                 np.unique(word_holders).size < word_holders.size:
-            raise ValueError("two lexicon words share a hash")  # never seen; be exact
+            raise ValueError("two entries with values share a hash (two lexicon words, or a "
+                             "bigram listed twice)")  # never seen; be exact
         self.values[word_holders] = self.values[words]
 
     def _slots(self, keys: np.ndarray) -> np.ndarray:

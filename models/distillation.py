@@ -106,7 +106,8 @@ def attach_teacher_targets(corpus, teachers: list, log=print) -> None:
     targets, cross_fitted = [], 0
     for index, text in enumerate(texts):
         unseen = [k for k in range(len(teachers)) if text not in seen[k]]
-        cross_fitted += bool(unseen) and len(unseen) < len(teachers)
+        if unseen and len(unseen) < len(teachers):
+            cross_fitted += 1
         chosen = unseen or range(len(teachers))
         targets.append(np.mean([each[k][index] for k in chosen], axis=0).astype(np.float32))
     corpus.soft_targets = targets

@@ -7,8 +7,9 @@ export and serving unchanged; its config.json records the teachers and raw-text 
 Soft targets: each teacher's per-character tag marginals (CRF forward-backward over its
 emissions), averaged over `--teacher` runs, cross-fitted: a sentence's targets come from the
 teachers not trained on it where there are such (train K teachers on K parts of the data and
-each part is scored by teachers that never saw it); the loss is (1 - soft weight) * CRF NLL of the
-tags + soft weight * cross-entropy of the student's CRF marginals against the teachers'.
+each part is scored by teachers that never saw it). The loss is (1 - soft weight) * CRF NLL
+of the tags + soft weight * cross-entropy of the student's CRF marginals against the
+teachers'.
 `--unlabeled FILE`: plain text, one text a line (any length; long lines are cut as serving
 cuts them), streamed; the teachers tag it and it joins the training data. Invalid UTF-8 or
 an empty file stops with FILE:LINE and exit code 2.
