@@ -51,8 +51,8 @@ class HashTable:
 
     def _merge(self, holders: np.ndarray, incoming: np.ndarray) -> None:
         """Repeats of a key already in the table: the largest value (a word over -1) wins."""
-        words = incoming[self.values[incoming] >= 0]
-        word_holders = holders[self.values[incoming] >= 0]
+        is_word = self.values[incoming] >= 0
+        words, word_holders = incoming[is_word], holders[is_word]
         if np.any(self.values[word_holders] >= 0) or \
                 np.unique(word_holders).size < word_holders.size:
             raise ValueError("two entries with values share a hash (two lexicon words, or a "
