@@ -81,7 +81,8 @@ def encoder_description(encoder: InputEncoder) -> dict:
         description["lexicon_features"] = {"kind": features.kind, "top_k": features.top_k,
                                            "frequency_classes": features.frequency_classes,
                                            "words": features.word_vocab,
-                                           "source": features.lexicon.source}
+                                           "source": features.lexicon.source,
+                                           "char_prior_chars": features.char_prior_chars}
     return description
 
 
@@ -95,7 +96,8 @@ def encoder_from_description(description: dict, lexicon_json: str | None) -> Inp
             raise ValueError("the model uses a lexicon, but its words are missing")
         lexicon = LexiconFeatures(Lexicon.from_json(lexicon_json), features["kind"],
                                   features["words"], features["top_k"],
-                                  features.get("frequency_classes", 0))  # 0: older files
+                                  features.get("frequency_classes", 0),  # 0: older files
+                                  features.get("char_prior_chars"))
     return InputEncoder(chars, bigrams, lexicon)
 
 
@@ -133,5 +135,7 @@ def describe(encoder: InputEncoder) -> str:
         features = encoder.lexicon
         parts.append(f"lexicon {features.lexicon.source} ({len(features.lexicon):,} words, "
                      f"{features.kind}: {features.num_flags} flags, "
-                     f"{len(features.word_vocab):,} word rows)")
+                     f"{len(features.word_vocab):,} word rows"
+                     + (f", priors for {len(features.char_prior_chars):,} characters"
+                        if features.char_prior_chars is not None else "") + ")")
     return ", ".join(parts)

@@ -19,11 +19,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from data.lexicon import Lexicon, LexiconMatcher, LexiconMatches
+from data.vocab import CharVocab, code_points
 
 KINDS = ("none", "flags", "words", "both")
 SETS = "BMES"
 LENGTH_BUCKETS = 4  # 1-2, 3, 4, 5+ characters
 FLAGS, WORD_IDS, WORD_WEIGHTS = "lexicon_flags", "lexicon_word_ids", "lexicon_word_weights"
+CHAR_PRIOR_IDS = "lexicon_char_prior_ids"
 
 
 def build_word_vocab(matcher: LexiconMatcher, train_texts: Sequence[str],
@@ -39,7 +41,8 @@ def build_word_vocab(matcher: LexiconMatcher, train_texts: Sequence[str],
 
 class LexiconFeatures:
     def __init__(self, lexicon: Lexicon, kind: str, word_vocab: list[str] | None = None,
-                 top_k: int = 3, frequency_classes: int = 0):
+                 top_k: int = 3, frequency_classes: int = 0,
+                 char_prior_chars: str | None = None):
         if kind not in KINDS[1:]:
             raise ValueError(f"lexicon features {kind!r}: expected one of {', '.join(KINDS[1:])}")
         self.lexicon, self.kind, self.top_k = lexicon, kind, top_k
@@ -49,6 +52,11 @@ class LexiconFeatures:
         self.uses_words = kind in ("words", "both")
         self.word_vocab = list(word_vocab or [])
         self.frequency_classes = frequency_classes if self.uses_flags else 0
+        # char priors: the characters with a table row, in row order (char_prior_table's);
+        # None: not used
+        self.char_prior_chars = char_prior_chars
+        if char_prior_chars is not None:
+            self.char_prior_vocab = CharVocab(list(char_prior_chars))
         if self.frequency_classes:
             self.word_frequency_class = frequency_class_of(lexicon.frequencies,
                                                            self.frequency_classes)
@@ -86,6 +94,8 @@ class LexiconFeatures:
         if self.uses_words:
             shapes[WORD_IDS] = (len(SETS) * self.top_k, "int32")
             shapes[WORD_WEIGHTS] = (len(SETS) * self.top_k, "float32")
+        if self.char_prior_chars is not None:
+            shapes[CHAR_PRIOR_IDS] = (None, "int32")
         return shapes
 
     def encode_flat(self, flat_points: np.ndarray, text_lengths: np.ndarray) -> dict:
@@ -98,6 +108,8 @@ class LexiconFeatures:
         if self.uses_words:
             out[WORD_IDS], out[WORD_WEIGHTS] = self._top_words(flat_points.size, positions,
                                                                sets, word_ids)
+        if self.char_prior_chars is not None:
+            out[CHAR_PRIOR_IDS] = self.char_prior_vocab.ids_of_points(flat_points)
         return out
 
     def _flags(self, size, positions, sets, word_ids, lengths) -> np.ndarray:
@@ -130,6 +142,36 @@ class LexiconFeatures:
         weights = np.divide(len(SETS) * weights, total, out=np.zeros_like(weights),
                             where=total > 0)
         return ids.reshape(size, len(SETS) * k), weights.reshape(size, len(SETS) * k)
+
+
+def char_prior_table(lexicon: Lexicon) -> tuple[str, np.ndarray]:
+    """The characters of the lexicon's words (in code-point order) and their prior rows.
+
+    Row r + 2 describes the r-th character (rows 0 and 1, padding and a character in no word,
+    are zeros): for each type class and B/M/E/S position, how often the character stands
+    there in words of that class, over (1 + its occurrences in all words); then
+    log(1 + its occurrences) / log(1 + the most occurrences of any character). Words count
+    once each, not by frequency: a rare name counts as much as a common word, which is what
+    tells a given name's characters apart. Width: 4 x classes + 1.
+    """
+    sizes = np.fromiter(map(len, lexicon.words), dtype=np.int64, count=len(lexicon))
+    points = code_points("".join(lexicon.words)).astype(np.int64)
+    word_of_char = np.repeat(np.arange(len(lexicon)), sizes)
+    offset = np.arange(points.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    size = sizes[word_of_char]
+    position = np.where(size == 1, 3, np.where(offset == 0, 0, np.where(offset == size - 1, 2,
+                                                                         1)))
+    chars, rows = np.unique(points, return_inverse=True)
+    classes = len(lexicon.type_names)
+    column = lexicon.type_ids[word_of_char].astype(np.int64) * len(SETS) + position
+    width = classes * len(SETS)
+    counts = np.bincount(rows * width + column, minlength=chars.size * width)
+    counts = counts.reshape(chars.size, width).astype(np.float64)
+    holding = counts.sum(axis=1, keepdims=True)
+    table = np.zeros((chars.size + 2, classes * len(SETS) + 1), np.float32)
+    table[2:, :-1] = counts / (1.0 + holding)
+    table[2:, -1] = (np.log1p(holding) / np.log1p(holding.max(initial=1.0)))[:, 0]
+    return "".join(map(chr, chars)), table
 
 
 def frequency_class_of(frequencies: np.ndarray, classes: int) -> np.ndarray:

@@ -35,6 +35,9 @@ class TrainConfig:
     # flags: also one per frequency class of the words in each set (0: none; see
     # data/lexicon_features.py frequency_class_of)
     lexicon_frequency_classes: int = 0
+    # also each character's own lexicon statistics, out of context (data/lexicon_features.py
+    # char_prior_table), as a frozen table inside the model
+    lexicon_char_priors: bool = False
     # vocabulary
     char_min_count: int = 1
     bigram_min_count: int = 2

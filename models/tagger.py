@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from data.encoding import BIGRAM_IDS, CHAR_IDS
-from data.lexicon_features import FLAGS, SETS, WORD_IDS, WORD_WEIGHTS
+from data.lexicon_features import CHAR_PRIOR_IDS, FLAGS, SETS, WORD_IDS, WORD_WEIGHTS
 from data.vocab import PAD_ID
 from models.crf import CRF, crf_log_likelihood, crf_log_marginals
 
@@ -32,18 +32,26 @@ class BiLSTMCRF(keras.Model):
                  hidden_size: int = 128, layers: int = 1, dropout: float = 0.3,
                  embedding_dropout: float = 0.5, num_bigrams: int = 0, bigram_dim: int = 0,
                  num_lexicon_flags: int = 0, num_words: int = 0, word_dim: int = 0,
-                 word_top_k: int = 0, masked: bool = True, **kwargs):
+                 word_top_k: int = 0, num_char_priors: int = 0, char_prior_dim: int = 0,
+                 masked: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.settings = dict(num_chars=num_chars, num_tags=num_tags, embedding_dim=embedding_dim,
                              hidden_size=hidden_size, layers=layers, dropout=dropout,
                              embedding_dropout=embedding_dropout, num_bigrams=num_bigrams,
                              bigram_dim=bigram_dim, num_lexicon_flags=num_lexicon_flags,
                              num_words=num_words, word_dim=word_dim, word_top_k=word_top_k,
+                             num_char_priors=num_char_priors, char_prior_dim=char_prior_dim,
                              masked=masked)
         self.uses_bigrams = num_bigrams > 0 and bigram_dim > 0
         self.uses_words = num_words > 0 and word_dim > 0 and word_top_k > 0
         self.word_embedding = (keras.layers.Embedding(num_words, word_dim, name="word_embedding")
                                if self.uses_words else None)
+        self.uses_char_priors = num_char_priors > 0 and char_prior_dim > 0
+        # the lexicon's per-character statistics (data/lexicon_features.py char_prior_table),
+        # set by the trainer and never trained
+        self.char_prior_embedding = (keras.layers.Embedding(
+            num_char_priors, char_prior_dim, trainable=False, name="char_prior_embedding")
+            if self.uses_char_priors else None)
         self.char_embedding = keras.layers.Embedding(num_chars, embedding_dim, mask_zero=masked,
                                                      name="char_embedding")
         self.bigram_embedding = (keras.layers.Embedding(num_bigrams, bigram_dim,
@@ -73,6 +81,8 @@ class BiLSTMCRF(keras.Model):
             parts.append(tf.cast(inputs[FLAGS], features.dtype))
         if self.uses_words:
             parts.append(self.word_set_vectors(inputs[WORD_IDS], inputs[WORD_WEIGHTS]))
+        if self.uses_char_priors:
+            parts.append(self.char_prior_embedding(inputs[CHAR_PRIOR_IDS]))
         features = keras.ops.concatenate(parts, axis=-1) if len(parts) > 1 else features
         mask = keras.ops.not_equal(char_ids, PAD_ID) if self.settings["masked"] else None
         features = self.embedding_dropout(features, training=training)
@@ -104,6 +114,8 @@ class BiLSTMCRF(keras.Model):
             specs[WORD_IDS] = tf.TensorSpec([None, None, slots], tf.int32, name=WORD_IDS)
             specs[WORD_WEIGHTS] = tf.TensorSpec([None, None, slots], tf.float32,
                                                 name=WORD_WEIGHTS)
+        if self.uses_char_priors:
+            specs[CHAR_PRIOR_IDS] = tf.TensorSpec([None, None], tf.int32, name=CHAR_PRIOR_IDS)
         return specs
 
     # Distillation (models/distillation.py): the share of the loss given to the teacher's

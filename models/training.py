@@ -57,7 +57,7 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
     takes its teachers' tag set (tag_names)."""
     from data.encoding import InputEncoder
     from data.lexicon import load_lexicon
-    from data.lexicon_features import LexiconFeatures, build_word_vocab
+    from data.lexicon_features import LexiconFeatures, build_word_vocab, char_prior_table
     from data.tags import tag_set
     from data.vocab import BigramVocab, CharVocab, TagVocab
 
@@ -67,12 +67,15 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
     features = None
     lexicon = load_lexicon(config.lexicon) if config.uses_lexicon else None
     if lexicon is not None:
+        prior_chars = char_prior_table(lexicon)[0] if config.lexicon_char_priors else None
         features = LexiconFeatures(lexicon, config.lexicon_features, top_k=config.word_top_k,
-                                   frequency_classes=config.lexicon_frequency_classes)
+                                   frequency_classes=config.lexicon_frequency_classes,
+                                   char_prior_chars=prior_chars)
         if features.uses_words:
             word_vocab = build_word_vocab(features.matcher, texts, config.word_min_count)
             features = LexiconFeatures(lexicon, config.lexicon_features, word_vocab,
-                                       config.word_top_k, config.lexicon_frequency_classes)
+                                       config.word_top_k, config.lexicon_frequency_classes,
+                                       prior_chars)
     # Tags from every given file: a type seen only in dev must still be encodable.
     seen = tag_set(s.tags for corpus in corpora.values() for s in corpus.sentences)
     if tag_names is not None:
@@ -86,10 +89,13 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
 def build_model(config: TrainConfig, encoder, tags):
     import keras
 
+    from data.lexicon_features import char_prior_table
     from models.tagger import BiLSTMCRF
 
     lexicon = encoder.lexicon
     uses_words = bool(lexicon and lexicon.uses_words)
+    prior_table = (char_prior_table(lexicon.lexicon)[1]
+                   if lexicon and lexicon.char_prior_chars is not None else None)
     model = BiLSTMCRF(num_chars=len(encoder.chars), num_tags=len(tags),
                       num_bigrams=len(encoder.bigrams) if encoder.bigrams else 0,
                       bigram_dim=config.bigram_dim if encoder.bigrams else 0,
@@ -97,8 +103,12 @@ def build_model(config: TrainConfig, encoder, tags):
                       num_words=lexicon.num_words if uses_words else 0,
                       word_dim=config.word_dim if uses_words else 0,
                       word_top_k=config.word_top_k if uses_words else 0,
+                      num_char_priors=len(prior_table) if prior_table is not None else 0,
+                      char_prior_dim=prior_table.shape[1] if prior_table is not None else 0,
                       **config.model_settings())
     model(model.input_example())
+    if prior_table is not None:  # frozen: it holds the lexicon's statistics, not learnt ones
+        model.char_prior_embedding.set_weights([prior_table])
     model.compile(optimizer=keras.optimizers.Adam(config.lr, clipnorm=config.clipnorm or None))
     return model
 

@@ -23,7 +23,8 @@ EXIT_DATA_ERROR, EXIT_INTERRUPTED = 2, 130
 
 # Fields with flags of their own (or set by pipeline.distill), not the generic --name NUMBER.
 _OWN_FLAGS = ("train", "dev", "test", "out", "bigrams", "strict", "lexicon", "lexicon_features",
-              "data_format", "overlaps", "teachers", "unlabeled", "soft_weight")
+              "data_format", "overlaps", "teachers", "unlabeled", "soft_weight",
+              "lexicon_char_priors")
 
 
 def parse_args(argv):
@@ -59,6 +60,12 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--lexicon-features", choices=["flags", "words", "both", "none"],
                         help="B/M/E/S flags by type class and length, frequency-weighted word "
                         "embeddings, both, or none (= --no-lexicon) (default flags)")
+    parser.add_argument("--lexicon-char-priors", dest="lexicon_char_priors", action="store_true",
+                        default=None, help="also each character's own lexicon statistics: how "
+                        "often it begins, continues, ends or is a word of each type class "
+                        "(default off)")
+    parser.add_argument("--no-lexicon-char-priors", dest="lexicon_char_priors",
+                        action="store_false")
     parser.add_argument("--format", dest="data_format", choices=FORMS,
                         help="form of the data files (default: detected per file)")
     parser.add_argument("--overlaps", choices=OVERLAPS,

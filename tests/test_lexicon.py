@@ -391,3 +391,87 @@ def test_matcher_refuses_two_words_sharing_a_hash(monkeypatch, words):
     lexicon = Lexicon(words, np.ones(len(words)), np.zeros(len(words), np.int8), ["OTHER"], "t")
     with pytest.raises(ValueError, match="share a hash"):
         LexiconMatcher(lexicon)
+
+
+# -- char priors ------------------------------------------------------------------------------
+def brute_force_char_priors(lexicon):
+    """{char: row} by walking every character of every word."""
+    classes = len(lexicon.type_names)
+    counts = defaultdict(lambda: np.zeros(classes * len(SETS)))
+    for word, type_id in zip(lexicon.words, lexicon.type_ids):
+        for offset, char in enumerate(word):
+            position = 3 if len(word) == 1 else 0 if offset == 0 else \
+                2 if offset == len(word) - 1 else 1
+            counts[char][int(type_id) * len(SETS) + position] += 1
+    most = max(row.sum() for row in counts.values())
+    return {char: np.append(row / (1 + row.sum()), np.log1p(row.sum()) / np.log1p(most))
+            for char, row in counts.items()}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_char_prior_table_equals_counting_by_hand(seed):
+    from data.lexicon_features import char_prior_table
+
+    lexicon = random_lexicon(np.random.default_rng(seed), "abcdefg", 40)
+    chars, table = char_prior_table(lexicon)
+    expected = brute_force_char_priors(lexicon)
+    assert chars == "".join(sorted(expected))
+    assert table.shape == (len(chars) + 2, 3 * len(SETS) + 1)
+    assert not table[:2].any()  # padding, and a character in no word
+    for row, char in enumerate(chars, 2):
+        np.testing.assert_allclose(table[row], expected[char], rtol=1e-6)
+
+
+def test_char_priors_are_row_ids_that_survive_export_metadata():
+    from data.encoding import InputEncoder, encoder_from_metadata, encoder_metadata
+    from data.lexicon_features import CHAR_PRIOR_IDS, char_prior_table
+    from data.vocab import CharVocab
+
+    lexicon = Lexicon(["上海", "王明", "北京"], np.ones(3), np.array([2, 1, 2], np.int8),
+                      JIEBA_CLASS_NAMES, "t")
+    chars, table = char_prior_table(lexicon)
+    assert chars == "上京北明海王"  # code-point order
+    features = LexiconFeatures(lexicon, "flags", char_prior_chars=chars)
+    encoder = InputEncoder(CharVocab(list("上海")), None, features)
+    served = encoder_from_metadata(encoder_metadata(encoder))
+    ids = served.encode_flat(["王在上海", "京"])[0][CHAR_PRIOR_IDS]
+    # 在 is in no word: row 1 (zeros); the others their own rows, though 王 is not in the
+    # model's character vocabulary (that is the point: it still has priors)
+    assert ids.tolist() == [2 + chars.index("王"), 1, 2, 2 + chars.index("海"), 3]
+    assert table[2 + chars.index("王"), 1 * len(SETS) + 0] == 0.5  # B of a PER word, 1 / (1+1)
+    assert encoder.input_shapes()[CHAR_PRIOR_IDS] == (None, "int32")
+    without = encoder_from_metadata(encoder_metadata(
+        InputEncoder(CharVocab(list("上海")), None, LexiconFeatures(lexicon, "flags"))))
+    assert CHAR_PRIOR_IDS not in without.encode_flat(["上海"])[0]
+
+
+@pytest.mark.slow
+def test_char_priors_train_export_and_serve_with_a_frozen_table(tmp_path):
+    """--lexicon-char-priors: the table inside the model is the lexicon's, unchanged by
+    training; the export validates against Keras and the file alone serves the same tags."""
+    from tests.conftest import train_command
+
+    from data.lexicon_features import CHAR_PRIOR_IDS, char_prior_table
+    from serve.tagger import Tagger
+
+    run = tmp_path / "priors"
+    result = subprocess.run(train_command(run, 2, "--lexicon-char-priors"), capture_output=True,
+                            text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((run / "config.json").read_text())["lexicon_char_priors"] is True
+    model = tmp_path / "priors.onnx"
+    result = run_module("export.to_onnx", "--run", run, "--out", model)
+    assert result.returncode == 0 and "validation passed" in result.stdout, result.stderr[-2000:]
+    import onnx
+    from onnx import numpy_helper
+    graph = onnx.load(model).graph
+    assert CHAR_PRIOR_IDS in [value.name for value in graph.input]
+    _, table = char_prior_table(load_lexicon("jieba"))
+    stored = [numpy_helper.to_array(init) for init in graph.initializer
+              if tuple(init.dims) == table.shape]
+    assert len(stored) == 1 and np.array_equal(stored[0], table)
+    texts = [s.text for s in read_corpus(FIXTURES / "dev.txt").sentences[:20]]
+    result = run_module("serve.tag", "-", "--model", model, "--format", "bmeo",
+                        input="\n".join(texts) + "\n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == [" ".join(t) for t in Tagger.load(model).tag_bmeo(texts)]
