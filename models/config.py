@@ -6,6 +6,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 MSRA_TRAIN, MSRA_DEV, MSRA_TEST = "data/msra/train.txt", "data/msra/dev.txt", "data/msra/test.txt"
+CHAR_PRIOR_CHOICES = ("auto", "on", "off")
+# Measured on the first N MSRA training sentences (dev F1 with - without char priors; test
+# reported only): 2,000 (78k characters) +2.28 dev (paired interval +0.91 to +3.71), +1.99 test;
+# 5,000 (197k) +0.26 / -1.12; 10,000 (404k) +0.38 / -0.92; all 47,775 (2.05M) +0.00 / -0.08.
+# They pay where the characters are too rarely seen to learn from, and cost 3% of serve.tag's
+# speed (README "Results"): on below 150k characters, between the runs that gained and those
+# that did not.
+CHAR_PRIORS_AUTO_CHARS = 150_000
 
 
 @dataclass
@@ -36,8 +44,9 @@ class TrainConfig:
     # data/lexicon_features.py frequency_class_of)
     lexicon_frequency_classes: int = 0
     # also each character's own lexicon statistics, out of context (data/lexicon_features.py
-    # char_prior_table), as a frozen table inside the model
-    lexicon_char_priors: bool = False
+    # char_prior_table), as a frozen table inside the model: on | off | auto (on when the
+    # training text is shorter than CHAR_PRIORS_AUTO_CHARS; the saved config records which)
+    lexicon_char_priors: str = "auto"
     # vocabulary
     char_min_count: int = 1
     bigram_min_count: int = 2
@@ -81,6 +90,10 @@ class TrainConfig:
         # runs saved before the key existed averaged with tf.train's cap of 10 (the default
         # then): a resumed one must go on as it started
         values.setdefault("weight_average_warmup", 10)
+        # before "auto", runs had no char priors, then on/off as true/false
+        priors = values.get("lexicon_char_priors", False)
+        values["lexicon_char_priors"] = {True: "on", False: "off"}.get(priors, priors) \
+            if isinstance(priors, bool) else priors
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -90,6 +103,20 @@ class TrainConfig:
     @property
     def uses_lexicon(self) -> bool:
         return self.lexicon != "none" and self.lexicon_features != "none"
+
+    def resolve_char_priors(self, training_chars: int) -> bool:
+        """Whether this run uses char priors; "auto" becomes the choice made, so the saved
+        config reproduces the run (and a resumed one goes on as it started)."""
+        if self.lexicon_char_priors not in CHAR_PRIOR_CHOICES:
+            raise ValueError(f"lexicon_char_priors {self.lexicon_char_priors!r}: expected one of "
+                             f"{', '.join(CHAR_PRIOR_CHOICES)}")
+        if self.lexicon_char_priors == "on" and not self.uses_lexicon:
+            raise ValueError("char priors come from the lexicon: --lexicon-char-priors on "
+                             "needs lexicon features (not --no-lexicon)")
+        if self.lexicon_char_priors == "auto":
+            small = training_chars < CHAR_PRIORS_AUTO_CHARS
+            self.lexicon_char_priors = "on" if small and self.uses_lexicon else "off"
+        return self.lexicon_char_priors == "on"
 
     def model_settings(self) -> dict:
         return dict(embedding_dim=self.embedding_dim, hidden_size=self.hidden_size,

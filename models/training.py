@@ -65,9 +65,10 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
     chars = CharVocab.build(texts, config.char_min_count)
     bigrams = BigramVocab.build(texts, config.bigram_min_count) if config.bigrams else None
     features = None
+    uses_priors = config.resolve_char_priors(sum(map(len, texts)))
     lexicon = load_lexicon(config.lexicon) if config.uses_lexicon else None
     if lexicon is not None:
-        prior_chars = char_prior_table(lexicon)[0] if config.lexicon_char_priors else None
+        prior_chars = char_prior_table(lexicon)[0] if uses_priors else None
         features = LexiconFeatures(lexicon, config.lexicon_features, top_k=config.word_top_k,
                                    frequency_classes=config.lexicon_frequency_classes,
                                    char_prior_chars=prior_chars)

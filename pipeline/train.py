@@ -14,7 +14,7 @@ from pathlib import Path
 
 from data.annotations import OVERLAPS
 from data.formats import FORMS, DataError
-from models.config import MSRA_TEST, TrainConfig
+from models.config import CHAR_PRIOR_CHOICES, CHAR_PRIORS_AUTO_CHARS, MSRA_TEST, TrainConfig
 from models.run_files import CHECKPOINT_DIR, CONFIG, MODEL
 from models.training import train
 
@@ -60,12 +60,11 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--lexicon-features", choices=["flags", "words", "both", "none"],
                         help="B/M/E/S flags by type class and length, frequency-weighted word "
                         "embeddings, both, or none (= --no-lexicon) (default flags)")
-    parser.add_argument("--lexicon-char-priors", dest="lexicon_char_priors", action="store_true",
-                        default=None, help="also each character's own lexicon statistics: how "
-                        "often it begins, continues, ends or is a word of each type class "
-                        "(default off)")
-    parser.add_argument("--no-lexicon-char-priors", dest="lexicon_char_priors",
-                        action="store_false")
+    parser.add_argument("--lexicon-char-priors", choices=CHAR_PRIOR_CHOICES,
+                        help="also each character's own lexicon statistics: how often it "
+                        "begins, continues, ends or is a word of each type class; auto: on "
+                        f"for training text under {CHAR_PRIORS_AUTO_CHARS:,} characters, where "
+                        "it was measured to pay (default auto)")
     parser.add_argument("--format", dest="data_format", choices=FORMS,
                         help="form of the data files (default: detected per file)")
     parser.add_argument("--overlaps", choices=OVERLAPS,

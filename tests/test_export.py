@@ -29,9 +29,11 @@ def test_graph_has_native_lstm_and_no_loop(exported):
         if node.op_type == "LSTM":
             assert node.input[4] == "sequence_lengths"
     inputs = {value.name: dims_of(value) for value in model.graph.input}
-    # the default model reads the jieba lexicon's flags: 4 sets x (5 classes + 4 length buckets)
+    # the default model reads the jieba lexicon's flags: 4 sets x (5 classes + 4 length
+    # buckets); trained on under 150k characters, also its char priors' row ids
     assert inputs == {"char_ids": ["batch", "time"], "bigram_ids": ["batch", "time"],
-                      "lexicon_flags": ["batch", "time", 36]}
+                      "lexicon_flags": ["batch", "time", 36],
+                      "lexicon_char_prior_ids": ["batch", "time"]}
     outputs = {value.name: dims_of(value) for value in model.graph.output}
     num_tags = len(json.loads(next(p.value for p in model.metadata_props if p.key == "ner.tags")))
     assert outputs == {"emissions": ["batch", "time", num_tags],
@@ -124,7 +126,7 @@ def test_decode_in_graph_equals_numpy_viterbi(trained_run, tmp_path):
         char_ids[np.arange(time_steps)[None, :] >= lengths[:, None]] = 0
         emissions, transitions, tag_ids = session.run(
             ["emissions", "transitions", "tag_ids"],
-            {"char_ids": char_ids, "bigram_ids": char_ids,
+            {"char_ids": char_ids, "bigram_ids": char_ids, "lexicon_char_prior_ids": char_ids,
              "lexicon_flags": rng.integers(0, 2, size=(5, time_steps, 36)).astype(np.uint8)})
         expected, _ = viterbi_decode(emissions, transitions, lengths)
         np.testing.assert_array_equal(tag_ids, expected)

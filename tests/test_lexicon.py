@@ -446,32 +446,64 @@ def test_char_priors_are_row_ids_that_survive_export_metadata():
 
 
 @pytest.mark.slow
-def test_char_priors_train_export_and_serve_with_a_frozen_table(tmp_path):
-    """--lexicon-char-priors: the table inside the model is the lexicon's, unchanged by
-    training; the export validates against Keras and the file alone serves the same tags."""
-    from tests.conftest import train_command
-
+def test_char_priors_train_export_and_serve_with_a_frozen_table(trained_run, exported):
+    """The tiny default run has under 150k training characters, so "auto" turned char priors
+    on and the saved config says so; the table inside the exported model is the lexicon's,
+    unchanged by training; the file alone serves (export validation compared it to Keras)."""
     from data.lexicon_features import CHAR_PRIOR_IDS, char_prior_table
     from serve.tagger import Tagger
 
-    run = tmp_path / "priors"
-    result = subprocess.run(train_command(run, 2, "--lexicon-char-priors"), capture_output=True,
-                            text=True, cwd=ROOT, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads((run / "config.json").read_text())["lexicon_char_priors"] is True
-    model = tmp_path / "priors.onnx"
-    result = run_module("export.to_onnx", "--run", run, "--out", model)
-    assert result.returncode == 0 and "validation passed" in result.stdout, result.stderr[-2000:]
+    run, _ = trained_run
+    assert json.loads((run / "config.json").read_text())["lexicon_char_priors"] == "on"
     import onnx
     from onnx import numpy_helper
-    graph = onnx.load(model).graph
+    graph = onnx.load(exported[0]).graph
     assert CHAR_PRIOR_IDS in [value.name for value in graph.input]
     _, table = char_prior_table(load_lexicon("jieba"))
     stored = [numpy_helper.to_array(init) for init in graph.initializer
               if tuple(init.dims) == table.shape]
     assert len(stored) == 1 and np.array_equal(stored[0], table)
     texts = [s.text for s in read_corpus(FIXTURES / "dev.txt").sentences[:20]]
-    result = run_module("serve.tag", "-", "--model", model, "--format", "bmeo",
+    result = run_module("serve.tag", "-", "--model", exported[0], "--format", "bmeo",
                         input="\n".join(texts) + "\n")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.splitlines() == [" ".join(t) for t in Tagger.load(model).tag_bmeo(texts)]
+    tagger = Tagger.load(exported[0])
+    assert result.stdout.splitlines() == [" ".join(t) for t in tagger.tag_bmeo(texts)]
+
+
+def test_char_priors_auto_turns_on_for_small_training_text_only():
+    from models.config import CHAR_PRIORS_AUTO_CHARS, TrainConfig
+
+    assert TrainConfig().lexicon_char_priors == "auto"
+    small, large = TrainConfig(), TrainConfig()
+    assert small.resolve_char_priors(CHAR_PRIORS_AUTO_CHARS - 1) is True
+    assert large.resolve_char_priors(CHAR_PRIORS_AUTO_CHARS) is False
+    assert (small.lexicon_char_priors, large.lexicon_char_priors) == ("on", "off")  # recorded
+    assert TrainConfig(lexicon="none").resolve_char_priors(10) is False
+    assert TrainConfig(lexicon_char_priors="on").resolve_char_priors(10**9) is True
+    with pytest.raises(ValueError, match="needs lexicon features"):
+        TrainConfig(lexicon="none", lexicon_char_priors="on").resolve_char_priors(10)
+
+
+@pytest.mark.parametrize("stored, loaded", [(None, "off"), (False, "off"), (True, "on"),
+                                            ("auto", "auto")])
+def test_runs_saved_before_auto_char_priors_keep_their_choice(tmp_path, stored, loaded):
+    from dataclasses import asdict
+
+    from models.config import TrainConfig
+
+    values = asdict(TrainConfig())
+    del values["lexicon_char_priors"]
+    if stored is not None:
+        values["lexicon_char_priors"] = stored
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(values))
+    assert TrainConfig.load(path).lexicon_char_priors == loaded
+
+
+def test_char_priors_without_a_lexicon_is_a_clear_error(tmp_path):
+    result = run_module("pipeline.train", "--train", FIXTURES / "train.txt", "--dev",
+                        FIXTURES / "dev.txt", "--out", tmp_path / "run", "--no-lexicon",
+                        "--lexicon-char-priors", "on")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: char priors come from the lexicon" in result.stderr
