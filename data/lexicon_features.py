@@ -69,9 +69,20 @@ class LexiconFeatures:
         model_word_ids = self.lexicon.type_ids.astype(np.int32) + 1
         if self.word_vocab:
             index = {word: i for i, word in enumerate(self.lexicon.words)}
-            own = np.array([index[word] for word in self.word_vocab], dtype=np.int64)
-            model_word_ids[own] = np.arange(len(own), dtype=np.int32) + self.num_classes + 1
+            # a training fold's lexicon lacks the other folds' entities (train_entities.py)
+            rows = [(index[word], row) for row, word in enumerate(self.word_vocab)
+                    if word in index]
+            own, vocab_rows = np.array(rows, dtype=np.int64).reshape(-1, 2).T
+            model_word_ids[own] = vocab_rows.astype(np.int32) + self.num_classes + 1
         return model_word_ids
+
+    def with_lexicon(self, lexicon: Lexicon) -> "LexiconFeatures":
+        """The same features (kind, word rows, priors) over another lexicon with the same
+        type classes: a training fold's (data/train_entities.py)."""
+        if lexicon.type_names != self.lexicon.type_names:
+            raise ValueError("a fold's lexicon must have the same type classes")
+        return LexiconFeatures(lexicon, self.kind, self.word_vocab, self.top_k,
+                               self.frequency_classes, self.char_prior_chars)
 
     @property
     def num_flags(self) -> int:

@@ -47,6 +47,10 @@ class TrainConfig:
     # char_prior_table), as a frozen table inside the model: on | off | auto (on when the
     # training text is shorter than CHAR_PRIORS_AUTO_CHARS; the saved config records which)
     lexicon_char_priors: str = "auto"
+    # K > 0: the training file's entities join the lexicon (data/train_entities.py), each of K
+    # consecutive folds of training sentences encoded with the other folds' entities only;
+    # dev and serving use them all. 0: off
+    lexicon_train_entities: int = 0
     # vocabulary
     char_min_count: int = 1
     bigram_min_count: int = 2

@@ -67,6 +67,9 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
     features = None
     uses_priors = config.resolve_char_priors(sum(map(len, texts)))
     lexicon = load_lexicon(config.lexicon) if config.uses_lexicon else None
+    if lexicon is not None and config.lexicon_train_entities:
+        from data.train_entities import with_train_entities
+        lexicon = with_train_entities(lexicon, corpora["train"].sentences)
     if lexicon is not None:
         prior_chars = char_prior_table(lexicon)[0] if uses_priors else None
         features = LexiconFeatures(lexicon, config.lexicon_features, top_k=config.word_top_k,
@@ -273,8 +276,8 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
         config.save(run / CONFIG)
         save_vocabularies(run, encoder, tags)
         state = {"epochs_done": 0, "best_f1": -1.0, "best_epoch": 0, "history": []}
-    encoded = {name: encode_corpus(corpus.sentences, encoder, tags,
-                                   config.max_len if name == "train" else None)
+    encoded = {name: encode_training(config, corpus.sentences, encoder, tags, log)
+               if name == "train" else encode_corpus(corpus.sentences, encoder, tags)
                for name, corpus in corpora.items()}
     if teachers:
         add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log)
@@ -284,6 +287,31 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
     with GracefulInterrupt() as interrupt:
         run_epochs(config, run, model, average, encoded, tags, state, interrupt, log)
     return finish(run, config, encoded, tags, state, log)
+
+
+def encode_training(config: TrainConfig, sentences, encoder, tags, log):
+    """The training sentences as the model reads them; with --lexicon-train-entities K, fold by
+    fold, each with the lexicon that holds only the other folds' entities."""
+    from data.tf_input import EncodedCorpus, encode_corpus
+
+    if not (config.lexicon_train_entities and encoder.lexicon):
+        return encode_corpus(sentences, encoder, tags, config.max_len)
+    from data.encoding import InputEncoder
+    from data.lexicon import load_lexicon
+    from data.train_entities import fold_lexicons
+
+    parts = []
+    for start, end, lexicon in fold_lexicons(load_lexicon(config.lexicon), sentences,
+                                             config.lexicon_train_entities):
+        fold_encoder = InputEncoder(encoder.chars, encoder.bigrams,
+                                    encoder.lexicon.with_lexicon(lexicon))
+        parts.append(encode_corpus(sentences[start:end], fold_encoder, tags, config.max_len))
+    log(f"training entities in the lexicon: {len(encoder.lexicon.lexicon):,} words; "
+        f"{len(parts)} folds, each encoded with the others' entities")
+    return EncodedCorpus(inputs={name: [row for part in parts for row in part.inputs[name]]
+                                 for name in parts[0].inputs},
+                         tag_ids=[ids for part in parts for ids in part.tag_ids],
+                         texts=[text for part in parts for text in part.texts])
 
 
 def add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log) -> None:

@@ -507,3 +507,108 @@ def test_char_priors_without_a_lexicon_is_a_clear_error(tmp_path):
                         "--lexicon-char-priors", "on")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: char priors come from the lexicon" in result.stderr
+
+
+# -- training entities in the lexicon ---------------------------------------------------------
+def tagged(text, *spans):
+    """A Sentence of `text` with (start, end, type) entities in BMES."""
+    from data.formats import Sentence
+
+    tags = ["O"] * len(text)
+    for start, end, kind in spans:
+        if end - start == 1:
+            tags[start] = f"S-{kind}"
+        else:
+            tags[start:end] = [f"B-{kind}"] + [f"M-{kind}"] * (end - start - 2) + [f"E-{kind}"]
+    return Sentence(text, tags, 1)
+
+
+def test_entity_lexicon_takes_each_names_most_frequent_type():
+    from data.train_entities import entity_lexicon
+
+    sentences = [tagged("华为在深圳", (0, 2, "ORG"), (3, 5, "LOC")),
+                 tagged("深圳华为", (0, 2, "LOC"), (2, 4, "ORG")),
+                 tagged("华为", (0, 2, "LOC")), tagged("王", (0, 1, "PER"))]
+    lexicon = entity_lexicon(sentences, ["OTHER", "PER", "LOC", "ORG", "DRUG"])
+    found = {w: (lexicon.type_names[t], f) for w, t, f in
+             zip(lexicon.words, lexicon.type_ids, lexicon.frequencies)}
+    assert found == {"华为": ("ORG", 2.0), "深圳": ("LOC", 2.0), "王": ("PER", 1.0)}
+    assert lexicon.type_names == ["OTHER", "PER", "LOC", "ORG", "DRUG"]  # all kept: folds agree
+    tie = entity_lexicon([tagged("华为", (0, 2, "ORG")), tagged("华为", (0, 2, "LOC"))],
+                         ["OTHER", "LOC", "ORG"])
+    assert tie.type_names[tie.type_ids[0]] == "LOC"  # a tie: the type listed first
+
+
+def test_each_fold_sees_the_other_folds_entities_only():
+    from data.train_entities import fold_bounds, fold_lexicons, with_train_entities
+
+    assert fold_bounds(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    base = Lexicon(["中国"], np.ones(1), np.array([0], np.int8), JIEBA_CLASS_NAMES, "base")
+    sentences = [tagged("张三来了", (0, 2, "PER")), tagged("李四来了", (0, 2, "PER")),
+                 tagged("张三走了", (0, 2, "PER")), tagged("中国药", (0, 3, "DRUG"))]
+    folds = fold_lexicons(base, sentences, 2)
+    assert [(start, end) for start, end, _ in folds] == [(0, 2), (2, 4)]
+    assert folds[0][2].words == ["中国", "中国药", "张三"]  # fold 2's entities
+    assert folds[1][2].words == ["中国", "张三", "李四"]  # fold 1's
+    full = with_train_entities(base, sentences)
+    assert full.words == ["中国", "中国药", "张三", "李四"]
+    assert full.source == "base+train-entities"
+    # a type the data adds is a class of every fold's lexicon, used or not: same flag width
+    assert all(lexicon.type_names == full.type_names == JIEBA_CLASS_NAMES + ["DRUG"]
+               for _, _, lexicon in folds)
+
+
+def test_training_folds_are_encoded_with_the_other_folds_entities(tmp_path):
+    """A name seen in one fold only gets no typed flag in that fold's training rows, one
+    in dev's (which, as serving, sees every training entity); a name two folds share gets
+    its flag in both."""
+    pytest.importorskip("tensorflow")
+    from data.formats import Corpus
+    from data.lexicon_features import FLAGS
+    from models.config import TrainConfig
+    from data.tf_input import encode_corpus
+    from models.training import build_vocabularies, encode_training
+
+    words = tmp_path / "words.txt"
+    words.write_text("来了\n", encoding="utf-8")
+    sentences = [tagged("张三来了", (0, 2, "PER")), tagged("李四来了", (0, 2, "PER")),
+                 tagged("张三走了", (0, 2, "PER")), tagged("王五走了", (0, 2, "PER"))]
+    config = TrainConfig(lexicon=str(words), lexicon_train_entities=2,
+                         lexicon_char_priors="off")
+    corpora = {"train": Corpus("t", sentences), "dev": Corpus("d", sentences)}
+    encoder, tags = build_vocabularies(config, corpora)
+    per = encoder.lexicon.lexicon.type_names.index("PER")
+
+    def begins_a_per_word(rows):  # each first character's PER flag in its B set (columns
+        return [bool(row[0][per]) for row in rows]  # of the B set come first)
+
+    trained = encode_training(config, sentences, encoder, tags, log=lambda line: None)
+    dev = encode_corpus(sentences, encoder, tags)
+    assert begins_a_per_word(trained.inputs[FLAGS]) == [True, False, True, False]
+    assert begins_a_per_word(dev.inputs[FLAGS]) == [True, True, True, True]
+    assert trained.texts == dev.texts and all(
+        np.array_equal(a, b) for a, b in zip(trained.tag_ids, dev.tag_ids))
+
+
+@pytest.mark.slow
+def test_training_entities_travel_in_the_exported_lexicon(tmp_path):
+    from tests.conftest import train_command
+
+    from serve.tagger import Tagger
+
+    run = tmp_path / "entities"
+    result = subprocess.run(train_command(run, 1, "--lexicon-train-entities", "2"),
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 folds, each encoded with the others' entities" in result.stdout
+    model = tmp_path / "entities.onnx"
+    result = run_module("export.to_onnx", "--run", run, "--out", model)
+    assert result.returncode == 0 and "validation passed" in result.stdout, result.stderr[-2000:]
+    lexicon = Lexicon.from_json(Tagger.load(model).metadata["ner.lexicon"])
+    assert lexicon.source == "jieba-0.42.1+train-entities"
+    from data.train_entities import entity_lexicon
+    entities = entity_lexicon(read_corpus(FIXTURES / "train.txt").sentences,
+                              lexicon.type_names)
+    index = dict(zip(lexicon.words, lexicon.type_ids))
+    assert all(index[word] == type_id for word, type_id in
+               zip(entities.words, entities.type_ids))
