@@ -96,8 +96,8 @@ class TrainConfig:
         values.setdefault("weight_average_warmup", 10)
         # before "auto", runs had no char priors, then on/off as true/false
         priors = values.get("lexicon_char_priors", False)
-        values["lexicon_char_priors"] = {True: "on", False: "off"}.get(priors, priors) \
-            if isinstance(priors, bool) else priors
+        if isinstance(priors, bool):
+            values["lexicon_char_priors"] = "on" if priors else "off"
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

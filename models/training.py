@@ -300,7 +300,7 @@ def encode_training(config: TrainConfig, sentences, encoder, tags, log):
     from data.lexicon import load_lexicon
     from data.train_entities import fold_lexicons
 
-    parts = []
+    parts = []  # (char priors, if on, keep the full lexicon's table: one frozen table)
     for start, end, lexicon in fold_lexicons(load_lexicon(config.lexicon), sentences,
                                              config.lexicon_train_entities):
         fold_encoder = InputEncoder(encoder.chars, encoder.bigrams,
