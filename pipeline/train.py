@@ -27,6 +27,13 @@ _OWN_FLAGS = ("train", "dev", "test", "out", "bigrams", "strict", "lexicon", "le
               "lexicon_char_priors")
 
 
+# What a generic flag does, where its name does not say it.
+_HELP = {"lexicon_train_entities": "K: the training file's entities join the lexicon, each of "
+         "K folds of training sentences seeing only the other folds' (0: off) ",
+         "lexicon_frequency_classes": "N: per B/M/E/S set, one flag per frequency class of its "
+         "words (0: off) "}
+
+
 def parse_args(argv):
     return build_parser("python -m pipeline.train", __doc__).parse_args(argv)
 
@@ -47,7 +54,7 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
             continue
         kind = {"int": int, "float": float}[field.type]
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, dest=field.name,
-                            help=f"(default {field.default})")
+                            help=f"{_HELP.get(field.name, '')}(default {field.default})")
     parser.add_argument("--bigrams", dest="bigrams", action="store_true", default=None,
                         help="add char-bigram embeddings (default on)")
     parser.add_argument("--no-bigrams", dest="bigrams", action="store_false")
