@@ -9,6 +9,7 @@ MSRA_TRAIN, MSRA_DEV, MSRA_TEST = "data/msra/train.txt", "data/msra/dev.txt", "d
 CHAR_PRIOR_CHOICES = ("auto", "on", "off")
 # Measured on the first N MSRA training sentences (dev F1 with - without char priors; test
 # reported only): 2,000 (78k characters) +2.28 dev (paired interval +0.91 to +3.71), +1.99 test;
+# the same with seed 43 +2.63 / +1.24; sentences 20,000-21,999 (79k) +3.10 / +2.33;
 # 5,000 (197k) +0.26 / -1.12; 10,000 (404k) +0.38 / -0.92; all 47,775 (2.05M) +0.00 / -0.08.
 # They pay where the characters are too rarely seen to learn from, and cost 3% of serve.tag's
 # speed (README "Results"): on below 150k characters, between the runs that gained and those
