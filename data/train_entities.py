@@ -50,14 +50,25 @@ def entity_types(sentences: Sequence[Sentence], base: Lexicon) -> list[str]:
     return list(base.type_names) + sorted(types - set(base.type_names))
 
 
+def check_folds(count: int, folds: int) -> None:
+    """ValueError unless `count` training sentences can be cut into `folds` folds."""
+    if not 2 <= folds <= count:
+        raise ValueError(f"--lexicon-train-entities {folds}: the folds must number at least 2 "
+                         f"and at most the {count} training sentences (0 turns it off)")
+
+
 def fold_bounds(count: int, folds: int) -> list[tuple[int, int]]:
     """[start, end) of `folds` consecutive, near-equal folds of `count` sentences."""
+    check_folds(count, folds)
     edges = [count * k // folds for k in range(folds + 1)]
     return list(zip(edges[:-1], edges[1:]))
 
 
-def with_train_entities(base: Lexicon, sentences: Sequence[Sentence]) -> Lexicon:
-    """The lexicon dev and serving use: the base plus every training entity."""
+def with_train_entities(base: Lexicon, sentences: Sequence[Sentence], folds: int
+                        ) -> Lexicon:
+    """The lexicon dev and serving use: the base plus every training entity (checked first:
+    the folds fold_lexicons will cut must exist)."""
+    check_folds(len(sentences), folds)
     return merge_lexicons([base, entity_lexicon(sentences, entity_types(sentences, base))])
 
 

@@ -69,7 +69,8 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
     lexicon = load_lexicon(config.lexicon) if config.uses_lexicon else None
     if lexicon is not None and config.lexicon_train_entities:
         from data.train_entities import with_train_entities
-        lexicon = with_train_entities(lexicon, corpora["train"].sentences)
+        lexicon = with_train_entities(lexicon, corpora["train"].sentences,
+                                      config.lexicon_train_entities)
     if lexicon is not None:
         prior_chars = char_prior_table(lexicon)[0] if uses_priors else None
         features = LexiconFeatures(lexicon, config.lexicon_features, top_k=config.word_top_k,

@@ -550,7 +550,7 @@ def test_each_fold_sees_the_other_folds_entities_only():
     assert [(start, end) for start, end, _ in folds] == [(0, 2), (2, 4)]
     assert folds[0][2].words == ["中国", "中国药", "张三"]  # fold 2's entities
     assert folds[1][2].words == ["中国", "张三", "李四"]  # fold 1's
-    full = with_train_entities(base, sentences)
+    full = with_train_entities(base, sentences, 2)
     assert full.words == ["中国", "中国药", "张三", "李四"]
     assert full.source == "base+train-entities"
     # a type the data adds is a class of every fold's lexicon, used or not: same flag width
@@ -612,3 +612,13 @@ def test_training_entities_travel_in_the_exported_lexicon(tmp_path):
     index = dict(zip(lexicon.words, lexicon.type_ids))
     assert all(index[word] == type_id for word, type_id in
                zip(entities.words, entities.type_ids))
+
+
+@pytest.mark.parametrize("folds", ["1", "-3", "999"])
+def test_impossible_fold_counts_are_a_clear_error(tmp_path, folds):
+    result = run_module("pipeline.train", "--train", FIXTURES / "train.txt", "--dev",
+                        FIXTURES / "dev.txt", "--out", tmp_path / "run", "--epochs", "1",
+                        "--lexicon-train-entities", folds)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"error: --lexicon-train-entities {folds}: the folds must number at least 2" \
+        in result.stderr
