@@ -82,6 +82,9 @@ class TrainConfig:
     # the loss, and raw-text files the teachers tag as extra training data
     teachers: list[str] = field(default_factory=list)
     soft_weight: float = 0.5
+    # both sides' CRF scores are divided by it before their marginals are compared (Hinton's
+    # softening; the soft loss is scaled by its square so its gradients keep their size)
+    temperature: float = 1.0
     unlabeled: list[str] = field(default_factory=list)
     data_format: str | None = None  # None: detected per file (data/formats.py FORMS)
     overlaps: str = "refuse"  # overlapping spans in span files: refuse | keep-longest | keep-first

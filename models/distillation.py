@@ -61,10 +61,13 @@ def load_teachers(paths: list[str]) -> list:
     return teachers
 
 
-def teacher_outputs(teachers: list, texts: list[str], with_tags: bool = True
+def teacher_outputs(teachers: list, texts: list[str], with_tags: bool = True,
+                    temperature: float = 1.0
                     ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
-    """(averaged marginals [length, tags], Viterbi tag ids over the averaged emissions and
-    transitions, or None without with_tags: labelled text keeps its own tags) per text."""
+    """(averaged marginals [length, tags] of the CRF scores divided by temperature, Viterbi tag
+    ids over the averaged emissions and transitions, or None without with_tags: labelled text
+    keeps its own tags) per text. Dividing every score by one T leaves the Viterbi path as it
+    is, so the hard tags do not depend on the temperature."""
     from models.tagger import emissions_function
 
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
@@ -81,8 +84,8 @@ def teacher_outputs(teachers: list, texts: list[str], with_tags: bool = True
             inputs = teacher.encoder.encode_padded(batch_texts)
             emissions = emissions_function(teacher.model)(inputs).numpy()
             transitions_t = teacher.model.crf.transitions.numpy()
-            summed_marginals = summed_marginals + crf_marginals(emissions, transitions_t,
-                                                                batch_lengths)
+            summed_marginals = summed_marginals + crf_marginals(
+                emissions / temperature, transitions_t / temperature, batch_lengths)
             summed_emissions = summed_emissions + emissions
         averaged = (summed_marginals / len(teachers)).astype(np.float32)
         for row, index in enumerate(indices):
@@ -95,13 +98,14 @@ def teacher_outputs(teachers: list, texts: list[str], with_tags: bool = True
     return marginals, tag_ids if with_tags else None
 
 
-def attach_teacher_targets(corpus, teachers: list, log=print) -> None:
+def attach_teacher_targets(corpus, teachers: list, log=print, temperature: float = 1.0) -> None:
     """Soft targets for every sentence of an encoded training corpus (in place), cross-fitted:
     a sentence's targets average the teachers that were not trained on it, when there are
     such teachers (K teachers trained on K different parts of the data: each part's targets
     come from teachers that never saw it, not from memorised ones); otherwise all teachers."""
     texts = corpus.texts
-    each = [teacher_outputs([teacher], texts, with_tags=False)[0] for teacher in teachers]
+    each = [teacher_outputs([teacher], texts, with_tags=False, temperature=temperature)[0]
+            for teacher in teachers]
     seen = [training_texts(teacher) for teacher in teachers]
     targets, cross_fitted = [], 0
     for index, text in enumerate(texts):
@@ -130,8 +134,9 @@ def training_texts(teacher) -> set[str]:
             for chunk in split_long(sentence, config.max_len)}
 
 
-def pseudo_labelled(teachers: list, texts: list[str], tags) -> tuple[list[Sentence], list]:
-    """Raw texts as sentences tagged by the teachers, and their marginals."""
-    marginals, tag_ids = teacher_outputs(teachers, texts)
+def pseudo_labelled(teachers: list, texts: list[str], tags, temperature: float = 1.0
+                    ) -> tuple[list[Sentence], list]:
+    """Raw texts as sentences tagged by the teachers, and their marginals (at temperature)."""
+    marginals, tag_ids = teacher_outputs(teachers, texts, temperature=temperature)
     sentences = [Sentence(text, tags.decode(ids), 0) for text, ids in zip(texts, tag_ids)]
     return sentences, marginals

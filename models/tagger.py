@@ -121,10 +121,12 @@ class BiLSTMCRF(keras.Model):
     # Distillation (models/distillation.py): the share of the loss given to the teacher's
     # marginals; set on the student before training, not saved with the model.
     soft_weight = 0.0
+    temperature = 1.0
 
     def crf_loss(self, inputs, targets, training):
         """CRF negative log-likelihood of the tags; with (tags, teacher marginals) targets,
-        mixed with the cross-entropy of the student's CRF marginals against the teacher's."""
+        mixed with the cross-entropy of the student's CRF marginals against the teacher's, both
+        at `temperature` (the teacher's are computed at it in models/distillation.py)."""
         tag_ids, soft = targets if isinstance(targets, (tuple, list)) else (targets, None)
         emissions = self(inputs, training=training)
         lengths = sequence_lengths_of(inputs["char_ids"])
@@ -132,9 +134,11 @@ class BiLSTMCRF(keras.Model):
         loss = -tf.reduce_mean(log_likelihood)
         if soft is None or not self.soft_weight:
             return loss
-        log_marginals = crf_log_marginals(emissions, lengths, self.crf.transitions)
+        temperature = self.temperature
+        log_marginals = crf_log_marginals(emissions / temperature, lengths,
+                                          self.crf.transitions / temperature)
         soft_loss = -tf.reduce_mean(tf.reduce_sum(tf.cast(soft, emissions.dtype) * log_marginals,
-                                                  axis=[1, 2]))
+                                                  axis=[1, 2])) * temperature ** 2
         return (1.0 - self.soft_weight) * loss + self.soft_weight * soft_loss
 
     def train_step(self, data):

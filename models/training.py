@@ -281,8 +281,9 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
                if name == "train" else encode_corpus(corpus.sentences, encoder, tags)
                for name, corpus in corpora.items()}
     if teachers:
-        add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log)
-        model.soft_weight = config.soft_weight
+        add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log,
+                            config.temperature)
+        model.soft_weight, model.temperature = config.soft_weight, config.temperature
     log(f"{describe(encoder)}, {len(tags)} tags, {model.count_params():,} parameters")
 
     with GracefulInterrupt() as interrupt:
@@ -315,15 +316,16 @@ def encode_training(config: TrainConfig, sentences, encoder, tags, log):
                          texts=[text for part in parts for text in part.texts])
 
 
-def add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log) -> None:
+def add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log,
+                        temperature: float = 1.0) -> None:
     """Soft targets on the training sentences, then the raw texts as teacher-tagged sentences
     with theirs (deterministic: the same on a resumed run)."""
     from data.tf_input import encode_corpus
 
     train = encoded["train"]
-    attach_teacher_targets(train, teachers, log)
+    attach_teacher_targets(train, teachers, log, temperature)
     if unlabeled:
-        sentences, marginals = pseudo_labelled(teachers, unlabeled, tags)
+        sentences, marginals = pseudo_labelled(teachers, unlabeled, tags, temperature)
         extra = encode_corpus(sentences, encoder, tags)
         for name, arrays in extra.inputs.items():
             train.inputs[name] = train.inputs[name] + arrays

@@ -9,7 +9,7 @@ emissions), averaged over `--teacher` runs, cross-fitted: a sentence's targets c
 teachers not trained on it where there are such (train K teachers on K parts of the data and
 each part is scored by teachers that never saw it). The loss is (1 - soft weight) * CRF NLL
 of the tags + soft weight * cross-entropy of the student's CRF marginals against the
-teachers'.
+teachers', both computed at `--temperature T` (scores divided by T; the soft term scaled by T**2).
 `--unlabeled FILE`: plain text, one text a line (any length; long lines are cut as serving
 cuts them), streamed; the teachers tag it and it joins the training data. Invalid UTF-8 or
 an empty file stops with FILE:LINE and exit code 2.
@@ -30,6 +30,9 @@ def parse_args(argv):
                         metavar="FILE", help="plain-text files the teachers tag for training")
     parser.add_argument("--soft-weight", dest="soft_weight", type=float,
                         help="share of the loss given to the teachers' marginals (default 0.5)")
+    parser.add_argument("--temperature", dest="temperature", type=float,
+                        help="divide teacher and student CRF scores by T before comparing their "
+                             "marginals; the soft loss is scaled by T squared (default 1)")
     args = parser.parse_args(argv)
     for path in args.teachers:
         if not (Path(path) / "model.keras").exists():
@@ -39,6 +42,8 @@ def parse_args(argv):
             parser.error(f"--unlabeled {path}: no such file")
     if args.soft_weight is not None and not 0 <= args.soft_weight <= 1:
         parser.error("--soft-weight must be between 0 and 1")
+    if args.temperature is not None and not args.temperature > 0:
+        parser.error("--temperature must be above 0")
     return args
 
 

@@ -179,3 +179,70 @@ def test_tf_log_marginals_equal_the_numpy_marginals(num_tags, max_len):
     valid = np.arange(max_len)[None, :] < lengths[:, None]
     np.testing.assert_allclose(np.exp(log_marginals)[valid], expected[valid], atol=1e-5)
     assert np.all(log_marginals[~valid] == 0)
+
+
+def brute_force_marginals(emissions, transitions, length):
+    num_tags = emissions.shape[1]
+    log_norm, _, _, scores = brute_force(emissions, transitions, length)
+    marginals = np.zeros((length, num_tags))
+    for path, score in scores.items():
+        for t, tag in enumerate(path):
+            marginals[t, tag] += np.exp(score - log_norm)
+    return marginals
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_student_soft_loss_is_the_cross_entropy_at_the_temperature(temperature):
+    """crf_loss with soft targets only: T**2 times the cross-entropy of the targets against
+    the student's CRF marginals of emissions / T and transitions / T, enumerated by hand."""
+    from models.tagger import BiLSTMCRF
+
+    num_tags, lengths = 3, np.array([4, 2])
+    model = BiLSTMCRF(num_chars=9, num_tags=num_tags, embedding_dim=4, hidden_size=3)
+    char_ids = np.array([[2, 3, 4, 5], [6, 7, 0, 0]], np.int32)
+    inputs = {"char_ids": tf.constant(char_ids)}
+    emissions = model(inputs).numpy()
+    model.crf.transitions.assign(np.random.default_rng(1).normal(size=(3, 3)) * 2)
+    rng = np.random.default_rng(2)
+    soft = rng.dirichlet(np.ones(num_tags), size=(2, 4)).astype(np.float32)
+    soft[1, 2:] = 0.0  # padding carries no target
+    model.soft_weight, model.temperature = 1.0, temperature
+    loss = model.crf_loss(inputs, (tf.zeros((2, 4), tf.int32), tf.constant(soft)), False)
+    transitions = model.crf.transitions.numpy()
+    cross_entropies = [
+        -np.sum(soft[b, :length] * np.log(brute_force_marginals(
+            emissions[b, :length] / temperature, transitions / temperature, length)))
+        for b, length in enumerate(lengths)]
+    assert float(loss) == pytest.approx(temperature ** 2 * np.mean(cross_entropies), rel=1e-4)
+
+
+def test_teacher_targets_soften_with_the_temperature_and_keep_their_tags():
+    """The teacher's marginals at T are those of its scores divided by T; the Viterbi tags it
+    gives raw text do not change with T."""
+    from types import SimpleNamespace
+
+    from models.distillation import teacher_outputs
+    from models.tagger import BiLSTMCRF
+
+    model = BiLSTMCRF(num_chars=40, num_tags=4, embedding_dim=4, hidden_size=3)
+    texts = ["甲乙丙", "丁", "戊己庚辛"]
+
+    def encode_padded(batch):
+        width = max(map(len, batch))
+        return {"char_ids": tf.constant([[2 + ord(c) % 30 for c in t] + [0] * (width - len(t))
+                                         for t in batch], tf.int32)}
+
+    teacher = SimpleNamespace(model=model, encoder=SimpleNamespace(encode_padded=encode_padded))
+    model(encode_padded(texts))
+    model.crf.transitions.assign(np.random.default_rng(3).normal(size=(4, 4)) * 3)
+    cold, cold_tags = teacher_outputs([teacher], texts, temperature=1.0)
+    warm, warm_tags = teacher_outputs([teacher], texts, temperature=3.0)
+    emissions = model(encode_padded(texts)).numpy()
+    transitions = model.crf.transitions.numpy()
+    for index, text in enumerate(texts):
+        expected = brute_force_marginals(emissions[index, :len(text)] / 3.0, transitions / 3.0,
+                                         len(text))
+        np.testing.assert_allclose(warm[index], expected, atol=1e-5)
+        np.testing.assert_array_equal(cold_tags[index], warm_tags[index])
+    assert np.mean([m.max(axis=1).mean() for m in warm]) < \
+        np.mean([m.max(axis=1).mean() for m in cold])  # softer

@@ -33,14 +33,15 @@ def raw_text(tmp_path_factory):
 def test_student_is_an_ordinary_run_recording_its_teacher(trained_run, raw_text, tmp_path):
     teacher, _ = trained_run
     out = tmp_path / "student"
-    result = subprocess.run(distill_command(teacher, out, 2, "--unlabeled", str(raw_text)),
+    result = subprocess.run(distill_command(teacher, out, 2, "--unlabeled", str(raw_text),
+                                            "--temperature", "2"),
                             capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "teacher marginals for 300 training sentences from 1 teacher(s)" in result.stdout
     assert "tagged by the teachers" in result.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["teachers"] == [str(teacher)] and config["unlabeled"] == [str(raw_text)]
-    assert config["hidden_size"] == 8
+    assert config["hidden_size"] == 8 and config["temperature"] == 2.0
     assert json.loads((out / "tags.json").read_text()) == \
         json.loads((teacher / "tags.json").read_text())
     exported = run_module("export.to_onnx", "--run", out, "--out", tmp_path / "student.onnx")
@@ -87,6 +88,15 @@ def test_teacher_must_be_a_run_folder(tmp_path):
     assert result.returncode == 2 and "not a finished run folder" in result.stderr
 
 
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_temperature_must_be_positive(trained_run, tmp_path, value):
+    teacher, _ = trained_run
+    result = run_module("pipeline.distill", "--teacher", teacher, "--out", tmp_path / "s",
+                        "--temperature", value)
+    assert result.returncode == 2 and "--temperature must be above 0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_soft_targets_are_cross_fitted_to_teachers_not_trained_on_a_sentence(tmp_path,
                                                                              monkeypatch):
     """Teachers trained on different parts of the data: each sentence's targets average only
@@ -110,7 +120,7 @@ def test_soft_targets_are_cross_fitted_to_teachers_not_trained_on_a_sentence(tmp
                 SimpleNamespace(config=SimpleNamespace(train=str(tmp_path / "gone.txt")),
                                 value=8.0)]
 
-    def fake_outputs(chosen, texts, with_tags=True):  # a teacher's marginals: its value
+    def fake_outputs(chosen, texts, with_tags=True, temperature=1.0):  # a teacher's marginals: its value
         return [np.full((len(t), 2), chosen[0].value, np.float32) for t in texts], None
 
     monkeypatch.setattr(distillation, "teacher_outputs", fake_outputs)
