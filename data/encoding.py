@@ -139,3 +139,38 @@ def describe(encoder: InputEncoder) -> str:
                      + (f", priors for {len(features.char_prior_chars):,} characters"
                         if features.char_prior_chars is not None else "") + ")")
     return ", ".join(parts)
+
+
+def merged_encoder(encoders: list[InputEncoder]) -> InputEncoder:
+    """One encoder whose inputs cover every given encoder's (an ensemble's members): they must
+    share the character and bigram vocabularies and the lexicon, and agree on each lexicon
+    feature they both use; the merged one then computes every input once, each exactly as the
+    member that reads it would. ValueError naming what differs otherwise."""
+    first = encoders[0]
+    for other in encoders[1:]:
+        if other.chars.tokens != first.chars.tokens:
+            raise ValueError("the members' character vocabularies differ: they must be trained "
+                             "on the same training file")
+    _one_of([e.bigrams.tokens for e in encoders if e.bigrams], "bigram vocabularies")
+    bigram_vocab = next((e.bigrams for e in encoders if e.bigrams), None)
+    features = [e.lexicon for e in encoders if e.lexicon]
+    if not features:
+        return InputEncoder(first.chars, bigram_vocab)
+    _one_of([f.lexicon.to_json() for f in features], "lexicons")
+    flags = [f for f in features if f.uses_flags]
+    words = [f for f in features if f.uses_words]
+    priors = [f.char_prior_chars for f in features if f.char_prior_chars is not None]
+    frequency_classes = _one_of([f.frequency_classes for f in flags], "flag frequency classes")
+    word_vocab = _one_of([f.word_vocab for f in words], "word vocabularies")
+    top_k = _one_of([f.top_k for f in words], "word top-k")
+    kind = "both" if flags and words else "flags" if flags else "words"
+    merged = LexiconFeatures(features[0].lexicon, kind, word_vocab, top_k or features[0].top_k,
+                             frequency_classes or 0, _one_of(priors, "char prior tables"))
+    return InputEncoder(first.chars, bigram_vocab, merged)
+
+
+def _one_of(values: list, what: str):
+    """The value all members that have one agree on (None if none has): else ValueError."""
+    if any(value != values[0] for value in values[1:]):
+        raise ValueError(f"the members' {what} differ")
+    return values[0] if values else None

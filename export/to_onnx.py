@@ -12,6 +12,11 @@ Vocabularies, tags, config and metrics travel in the model's metadata_props.
 After export the file is validated against the Keras model (as optimum's exporters do):
 max |emissions difference| on valid positions (fail above --atol) and identical Viterbi tags
 on the whole dev set. With no arguments: the newest run in runs/, to models/<run>.onnx.
+
+`--run A --run B ...`: an ensemble in one file. The members (trained on the same training
+file: same vocabularies and lexicon; their features may differ) have their emissions and
+transitions averaged in the graph, their inputs are the union of the members', and the file
+serves like any other; it is validated against the members' averaged Keras emissions.
 """
 from __future__ import annotations
 
@@ -37,7 +42,9 @@ FORMAT_VERSION = "1"
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m export.to_onnx", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, help="run folder (default: newest in runs/)")
+    parser.add_argument("--run", type=Path, action="append",
+                        help="run folder (default: newest in runs/); repeat it to export the "
+                        "runs' average (an ensemble) as one file")
     parser.add_argument("--out", type=Path, help="output .onnx (default models/<run>.onnx)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--quantize", choices=["int8"],
@@ -122,25 +129,53 @@ def quantize_int8(source: Path, target: Path) -> None:
         logging.getLogger().removeFilter(quiet)
 
 
+def ensemble_run(runs: list):
+    """Loaded runs as one run-like object: the members' averaged model, their merged encoder,
+    the first member's config; the metrics name every member."""
+    from dataclasses import replace
+
+    from data.encoding import merged_encoder
+    from models.ensemble import TaggerEnsemble
+
+    for run in runs[1:]:
+        if run.tags.tags != runs[0].tags.tags:
+            raise ValueError(f"{run.path}: its tag set differs from {runs[0].path}'s; an "
+                             "ensemble's members must share one tag set")
+    members = [str(run.path) for run in runs]
+    return replace(runs[0], path=Path("+".join(members)),
+                   model=TaggerEnsemble([run.model for run in runs]),
+                   encoder=merged_encoder([run.encoder for run in runs]),
+                   metrics={"ensemble": {member: run.metrics
+                                         for member, run in zip(members, runs)}})
+
+
+def load_runs(paths: list[Path]):
+    """One run, or several as an ensemble (ValueError / FileNotFoundError for the user)."""
+    from models.run_files import load_run
+
+    runs = [load_run(path) for path in paths]
+    return runs[0] if len(runs) == 1 else ensemble_run(runs)
+
+
 def main(argv=None) -> int:
     from data.formats import DataError
-    from models.run_files import load_run, newest_run
+    from models.run_files import newest_run
 
     args = parse_args(argv)
     import_tensorflow_quietly()
     from export.validate import validate_export
 
-    run_path = args.run or newest_run()
-    if run_path is None:
+    run_paths = args.run or [newest_run()]
+    if run_paths[0] is None:
         print("error: no finished run in runs/: train one with python -m pipeline.train",
               file=sys.stderr)
         return 2
     try:
-        run = load_run(run_path)
+        run = load_runs(run_paths)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    out = args.out or Path("models") / f"{Path(run_path).name}.onnx"
+    out = args.out or Path("models") / f"{'+'.join(Path(p).name for p in run_paths)}.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     model_proto, lstm_nodes = write_onnx(run, out, args.opset, args.decode_in_graph)

@@ -130,3 +130,70 @@ def test_decode_in_graph_equals_numpy_viterbi(trained_run, tmp_path):
              "lexicon_flags": rng.integers(0, 2, size=(5, time_steps, 36)).astype(np.uint8)})
         expected, _ = viterbi_decode(emissions, transitions, lengths)
         np.testing.assert_array_equal(tag_ids, expected)
+
+
+@pytest.fixture(scope="module")
+def other_member(tmp_path_factory):
+    """A second tiny run on the same file with other features (word embeddings, no char
+    priors) and another seed, exported alone too: an ensemble member."""
+    import subprocess
+
+    from tests.conftest import ROOT, train_command
+
+    out = tmp_path_factory.mktemp("runs") / "tiny-both"
+    result = subprocess.run(train_command(out, 2, "--lexicon-features", "both",
+                                          "--lexicon-char-priors", "off", "--seed", "7"),
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    alone = out.parent / "tiny-both.onnx"
+    assert run_module("export.to_onnx", "--run", out, "--out", alone).returncode == 0
+    return out, alone
+
+
+def test_ensemble_is_one_file_averaging_its_members(trained_run, exported, other_member,
+                                                    tmp_path):
+    from serve.tagger import Tagger
+
+    out = tmp_path / "ensemble.onnx"
+    result = run_module("export.to_onnx", "--run", trained_run[0], "--run", other_member[0],
+                        "--out", out, "--quantize", "int8", timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert "2 LSTM nodes with sequence_lens" in result.stdout
+    assert "identical tags on 80/80 dev sentences" in result.stdout
+    assert "validation passed" in result.stdout
+    model = onnx.load(out)
+    assert {value.name for value in model.graph.input} == {
+        "char_ids", "bigram_ids", "lexicon_flags", "lexicon_char_prior_ids",
+        "lexicon_word_ids", "lexicon_word_weights"}  # the union: each input computed once
+    ensemble = Tagger.load(out)
+    members = [Tagger.load(exported[0]), Tagger.load(other_member[1])]
+    texts = [s.text for s in read_corpus(FIXTURES / "dev.txt").sentences]
+    lengths = np.array([len(t) for t in texts])
+
+    def emissions_of(tagger):  # each tagger reads the texts through its own encoder
+        return tagger.session.run(["emissions"], tagger.encoder.encode_padded(texts))[0]
+
+    averaged = np.mean([emissions_of(member) for member in members], axis=0)
+    transitions = np.mean([member.transitions for member in members], axis=0)
+    valid = np.arange(averaged.shape[1])[None, :] < lengths[:, None]
+    np.testing.assert_allclose(emissions_of(ensemble)[valid], averaged[valid], atol=1e-5)
+    np.testing.assert_allclose(ensemble.transitions, transitions, atol=1e-6)
+    expected, _ = viterbi_decode(averaged, transitions, lengths)
+    got = ensemble.tag_ids(texts)
+    assert all(np.array_equal(g, e[:n]) for g, e, n in zip(got, expected, lengths))
+    assert Tagger.load(out.with_suffix(".int8.onnx")).tag_ids(texts[:3])  # int8 serves too
+
+
+def test_ensemble_members_must_share_their_vocabularies(trained_run, other_member, tmp_path):
+    import shutil
+
+    stranger = tmp_path / "stranger"
+    shutil.copytree(other_member[0], stranger)
+    vocab = json.loads((stranger / "vocab.json").read_text())
+    vocab["chars"] = vocab["chars"][:-1]  # as if trained on another file
+    (stranger / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    result = run_module("export.to_onnx", "--run", trained_run[0], "--run", stranger,
+                        "--out", tmp_path / "x.onnx")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "the members' character vocabularies differ" in result.stderr
+    assert not (tmp_path / "x.onnx").exists()
