@@ -44,6 +44,3 @@ class TaggerEnsemble:
 
     def unmasked_copy(self) -> "TaggerEnsemble":
         return TaggerEnsemble([member.unmasked_copy() for member in self.members])
-
-    def count_params(self) -> int:
-        return sum(member.count_params() for member in self.members)

@@ -25,6 +25,17 @@ def brute_force(emissions, transitions, length):
     return log_norm, list(best), scores[best], scores
 
 
+def brute_force_marginals(emissions, transitions, length):
+    """[length, tags] marginals of one sequence, summed over every tag path."""
+    num_tags = emissions.shape[1]
+    log_norm, _, _, scores = brute_force(emissions, transitions, length)
+    marginals = np.zeros((length, num_tags))
+    for path, score in scores.items():
+        for t, tag in enumerate(path):
+            marginals[t, tag] += np.exp(score - log_norm)
+    return marginals
+
+
 def ragged_case(rng, num_tags, max_len, batch=4):
     lengths = rng.integers(1, max_len + 1, size=batch)
     lengths[0] = max_len  # the batch is padded to its longest sequence
@@ -157,10 +168,7 @@ def test_marginals_equal_brute_force(num_tags, max_len, seed):
     for b, length in enumerate(lengths):
         expected = np.zeros((max_len, num_tags))
         if length:
-            log_norm, _, _, scores = brute_force(emissions[b], transitions, length)
-            for path, score in scores.items():
-                for t, tag in enumerate(path):
-                    expected[t, tag] += np.exp(score - log_norm)
+            expected[:length] = brute_force_marginals(emissions[b], transitions, length)
         np.testing.assert_allclose(marginals[b], expected, atol=1e-6)
         if length:
             np.testing.assert_allclose(marginals[b, :length].sum(axis=1), 1.0, atol=1e-6)
@@ -179,16 +187,6 @@ def test_tf_log_marginals_equal_the_numpy_marginals(num_tags, max_len):
     valid = np.arange(max_len)[None, :] < lengths[:, None]
     np.testing.assert_allclose(np.exp(log_marginals)[valid], expected[valid], atol=1e-5)
     assert np.all(log_marginals[~valid] == 0)
-
-
-def brute_force_marginals(emissions, transitions, length):
-    num_tags = emissions.shape[1]
-    log_norm, _, _, scores = brute_force(emissions, transitions, length)
-    marginals = np.zeros((length, num_tags))
-    for path, score in scores.items():
-        for t, tag in enumerate(path):
-            marginals[t, tag] += np.exp(score - log_norm)
-    return marginals
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.5])
