@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN ?= default
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run run-ensemble test test-fast bench clean
 
 # One venv for training, serving, the HTTP service and Ray, so `make test` covers every path.
 $(VENV)/.installed: requirements.txt requirements-serve.txt requirements-ray.txt
@@ -16,12 +16,27 @@ $(VENV)/.installed: requirements.txt requirements-serve.txt requirements-ray.txt
 setup: $(VENV)/.installed
 
 # Fetch MSRA, train the default model, export it to ONNX (validated), tag a sample file.
+# train_once(NAME, FLAGS): train runs/NAME unless it is finished; continue it if interrupted.
+train_once = $(if $(wildcard runs/$(1)/metrics.json),@echo "runs/$(1) is already trained (delete it to retrain)",$(PY) -m pipeline.train --out runs/$(1) $(2) $(if $(wildcard runs/$(1)/checkpoint),--resume,))
+
 run: setup
 	$(PY) -m data.msra
-	$(if $(wildcard runs/$(RUN)/metrics.json),@echo "runs/$(RUN) is already trained (delete it to retrain)",$(PY) -m pipeline.train --out runs/$(RUN) $(if $(wildcard runs/$(RUN)/checkpoint),--resume,))
+	$(call train_once,$(RUN),)
 	$(PY) -m export.to_onnx --run runs/$(RUN) --out models/$(RUN).onnx --quantize int8
 	$(PY) -m serve.tag samples/news.txt --model models/$(RUN).onnx -o runs/$(RUN)/news.jsonl
 	@echo "tagged samples/news.txt -> runs/$(RUN)/news.jsonl"
+
+# The most accurate option (README "Results", ensembles): the default and two members that read
+# the lexicon otherwise (its char priors; word embeddings), averaged in one file. On MSRA dev
+# 0.8852 / test 0.9215 against 0.8699 / 0.9132, at about a third of the default's speed.
+run-ensemble: run
+	$(call train_once,$(RUN)-priors,--lexicon-char-priors on)
+	$(call train_once,$(RUN)-both,--lexicon-features both)
+	$(PY) -m export.to_onnx --run runs/$(RUN) --run runs/$(RUN)-priors --run runs/$(RUN)-both \
+		--out models/$(RUN)-ensemble.onnx --quantize int8
+	$(PY) -m serve.tag samples/news.txt --model models/$(RUN)-ensemble.onnx \
+		-o runs/$(RUN)/news-ensemble.jsonl
+	@echo "tagged samples/news.txt -> runs/$(RUN)/news-ensemble.jsonl"
 
 test: setup
 	$(PY) -m pytest
