@@ -136,11 +136,9 @@ def ensemble_run(runs: list):
 
     from data.encoding import merged_encoder
     from models.ensemble import TaggerEnsemble
+    from models.run_files import check_one_tag_set
 
-    for run in runs[1:]:
-        if run.tags.tags != runs[0].tags.tags:
-            raise ValueError(f"{run.path}: its tag set differs from {runs[0].path}'s; an "
-                             "ensemble's members must share one tag set")
+    check_one_tag_set(runs, "an ensemble's members")
     members = [str(run.path) for run in runs]
     return replace(runs[0], path=Path("+".join(members)),
                    model=TaggerEnsemble([run.model for run in runs]),

@@ -50,14 +50,10 @@ def read_unlabeled(paths: list[str], max_len: int) -> list[str]:
 
 
 def load_teachers(paths: list[str]) -> list:
-    from models.run_files import load_run
+    from models.run_files import check_one_tag_set, load_run
 
     teachers = [load_run(path) for path in paths]
-    tags = teachers[0].tags.tags
-    for teacher in teachers[1:]:
-        if teacher.tags.tags != tags:
-            raise ValueError(f"{teacher.path}: its tag set differs from {teachers[0].path}'s; "
-                             "teachers must share one tag set")
+    check_one_tag_set(teachers, "teachers")
     return teachers
 
 

@@ -71,6 +71,15 @@ def load_run(run: str | Path) -> TrainedRun:
     return TrainedRun(run, TrainConfig.load(run / CONFIG), model, encoder, tags, metrics)
 
 
+def check_one_tag_set(runs: list[TrainedRun], role: str) -> None:
+    """ValueError naming the first run whose tag set differs from the first's: teachers and
+    ensemble members must share one (`role` says which they are)."""
+    for run in runs[1:]:
+        if run.tags.tags != runs[0].tags.tags:
+            raise ValueError(f"{run.path}: its tag set differs from {runs[0].path}'s; "
+                             f"{role} must share one tag set")
+
+
 def newest_run(root: Path = Path("runs")) -> Path | None:
     finished = [p.parent for p in root.glob(f"*/{MODEL}")]
     return max(finished, key=lambda p: (p / MODEL).stat().st_mtime) if finished else None
