@@ -70,6 +70,10 @@ class TrainConfig:
     # 10,000 dev 0.7923 / test 0.8056 against 0.7885 / 0.7947; on full MSRA dev 0.8699 /
     # test 0.9132 against 0.8695 / 0.9131 (README "Results")
     weight_average_warmup: int = 0
+    # adversarial training (FGM): each step also fits the inputs moved against the model along
+    # the loss gradient, by this root-mean-square size per character (trained char vectors
+    # measure about 2.7); 0: off
+    adversarial: float = 0.0
     epochs: int = 14
     # an epoch is at least this many steps: a small training set is passed over several times
     # per epoch (data/tf_input.py passes_per_epoch); 0 = one pass an epoch, as before
@@ -88,6 +92,10 @@ class TrainConfig:
     unlabeled: list[str] = field(default_factory=list)
     data_format: str | None = None  # None: detected per file (data/formats.py FORMS)
     overlaps: str = "refuse"  # overlapping spans in span files: refuse | keep-longest | keep-first
+
+    def __post_init__(self):
+        if not self.adversarial >= 0:
+            raise ValueError(f"adversarial must be 0 (off) or above, got {self.adversarial}")
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n")

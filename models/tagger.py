@@ -72,6 +72,10 @@ class BiLSTMCRF(keras.Model):
         return [self.loss_tracker]  # reset by Keras at each epoch start
 
     def call(self, inputs, training=False):
+        return self.emissions_from(self.input_vectors(inputs), inputs["char_ids"], training)
+
+    def input_vectors(self, inputs):
+        """[batch, time, inputs per char]: the embeddings and lexicon inputs, concatenated."""
         char_ids = inputs["char_ids"]
         features = self.char_embedding(char_ids)
         parts = [features]
@@ -83,7 +87,9 @@ class BiLSTMCRF(keras.Model):
             parts.append(self.word_set_vectors(inputs[WORD_IDS], inputs[WORD_WEIGHTS]))
         if self.uses_char_priors:
             parts.append(self.char_prior_embedding(inputs[CHAR_PRIOR_IDS]))
-        features = keras.ops.concatenate(parts, axis=-1) if len(parts) > 1 else features
+        return keras.ops.concatenate(parts, axis=-1) if len(parts) > 1 else features
+
+    def emissions_from(self, features, char_ids, training=False):
         mask = keras.ops.not_equal(char_ids, PAD_ID) if self.settings["masked"] else None
         features = self.embedding_dropout(features, training=training)
         for layer in self.recurrent:
@@ -122,13 +128,40 @@ class BiLSTMCRF(keras.Model):
     # marginals; set on the student before training, not saved with the model.
     soft_weight = 0.0
     temperature = 1.0
+    # Adversarial training (--adversarial EPS): set by the trainer, not saved with the model.
+    adversarial = 0.0
 
     def crf_loss(self, inputs, targets, training):
-        """CRF negative log-likelihood of the tags; with (tags, teacher marginals) targets,
-        mixed with the cross-entropy of the student's CRF marginals against the teacher's, both
-        at `temperature` (the teacher's are computed at it in models/distillation.py)."""
+        """CRF negative log-likelihood of the tags (mixed with the distillation term below);
+        with `adversarial` > 0 while training, the mean of that loss on the inputs and on the
+        inputs moved by `adversarial_step` (Miyato et al.'s adversarial training, FGM)."""
+        vectors = self.input_vectors(inputs)
+        if not (training and self.adversarial):
+            return self.loss_of_vectors(vectors, inputs, targets, training)
+        with tf.GradientTape() as tape:
+            tape.watch(vectors)
+            loss = self.loss_of_vectors(vectors, inputs, targets, training)
+        step = self.adversarial_step(tape.gradient(loss, vectors), inputs["char_ids"])
+        adversarial_loss = self.loss_of_vectors(vectors + step, inputs, targets, training)
+        return 0.5 * (loss + adversarial_loss)
+
+    def adversarial_step(self, gradient, char_ids):
+        """The input change that raises the loss fastest, per sentence: along the gradient,
+        scaled so its root-mean-square size per character is `adversarial` (a fixed
+        per-character strength, whatever the sentence's length). A constant of the step."""
+        gradient = tf.stop_gradient(gradient)
+        lengths = tf.cast(sequence_lengths_of(char_ids), gradient.dtype)
+        norms = tf.sqrt(tf.reduce_sum(tf.square(gradient), axis=[1, 2]))
+        scale = self.adversarial * tf.sqrt(lengths) / tf.maximum(norms, 1e-12)
+        return gradient * scale[:, None, None]
+
+    def loss_of_vectors(self, vectors, inputs, targets, training):
+        """The loss from the input vectors: CRF negative log-likelihood of the tags; with (tags,
+        teacher marginals) targets, mixed with the cross-entropy of the student's CRF marginals
+        against the teacher's, both at `temperature` (the teacher's are computed at it in
+        models/distillation.py)."""
         tag_ids, soft = targets if isinstance(targets, (tuple, list)) else (targets, None)
-        emissions = self(inputs, training=training)
+        emissions = self.emissions_from(vectors, inputs["char_ids"], training)
         lengths = sequence_lengths_of(inputs["char_ids"])
         log_likelihood = crf_log_likelihood(emissions, tag_ids, lengths, self.crf.transitions)
         loss = -tf.reduce_mean(log_likelihood)

@@ -284,6 +284,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
         add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log,
                             config.temperature)
         model.soft_weight, model.temperature = config.soft_weight, config.temperature
+    model.adversarial = config.adversarial
     log(f"{describe(encoder)}, {len(tags)} tags, {model.count_params():,} parameters")
 
     with GracefulInterrupt() as interrupt:

@@ -244,3 +244,56 @@ def test_teacher_targets_soften_with_the_temperature_and_keep_their_tags():
         np.testing.assert_array_equal(cold_tags[index], warm_tags[index])
     assert np.mean([m.max(axis=1).mean() for m in warm]) < \
         np.mean([m.max(axis=1).mean() for m in cold])  # softer
+
+
+def tiny_tagger_and_batch(seed: int = 4):
+    """A small tagger without dropout (so training=True is deterministic), two sentences
+    (one padded) and their tags."""
+    from models.tagger import BiLSTMCRF
+
+    model = BiLSTMCRF(num_chars=12, num_tags=3, embedding_dim=5, hidden_size=4, dropout=0.0,
+                      embedding_dropout=0.0)
+    inputs = {"char_ids": tf.constant([[2, 3, 4, 5, 6], [7, 8, 9, 0, 0]], tf.int32)}
+    tag_ids = tf.constant([[0, 1, 2, 0, 1], [2, 2, 0, 0, 0]], tf.int32)
+    model(inputs)
+    model.crf.transitions.assign(np.random.default_rng(seed).normal(size=(3, 3)))
+    return model, inputs, tag_ids
+
+
+def test_adversarial_step_has_the_set_size_per_character_along_the_gradient():
+    model, inputs, _ = tiny_tagger_and_batch()
+    model.adversarial = 0.7
+    gradient = np.random.default_rng(5).normal(size=(2, 5, 5)).astype(np.float32)
+    gradient[1, 3:] = 0.0  # padding has no gradient
+    step = model.adversarial_step(tf.constant(gradient), inputs["char_ids"]).numpy()
+    for sentence, length in enumerate([5, 3]):
+        size_per_char = np.sqrt(np.sum(step[sentence] ** 2) / length)
+        assert size_per_char == pytest.approx(0.7, rel=1e-5)
+        ratios = step[sentence, :length] / gradient[sentence, :length]
+        np.testing.assert_allclose(ratios, ratios.flat[0], rtol=1e-5)
+        assert ratios.flat[0] > 0  # along the gradient, not against it
+    np.testing.assert_array_equal(step[1, 3:], 0.0)
+
+
+def test_adversarial_loss_averages_the_loss_before_and_after_a_step_that_raises_it():
+    """With --adversarial, the training loss is the mean of the loss on the input vectors and
+    on the vectors moved by the step; that step raises the loss more than random steps of
+    the same size; outside training the loss is the plain one."""
+    model, inputs, tag_ids = tiny_tagger_and_batch()
+    model.adversarial = 0.5
+    vectors = model.input_vectors(inputs)
+    with tf.GradientTape() as tape:
+        tape.watch(vectors)
+        clean = model.loss_of_vectors(vectors, inputs, tag_ids, True)
+    step = model.adversarial_step(tape.gradient(clean, vectors), inputs["char_ids"])
+    moved = float(model.loss_of_vectors(vectors + step, inputs, tag_ids, True))
+    assert float(model.crf_loss(inputs, tag_ids, True)) == pytest.approx(
+        0.5 * (float(clean) + moved), rel=1e-5)
+    assert float(model.crf_loss(inputs, tag_ids, False)) == pytest.approx(float(clean), rel=1e-6)
+    assert moved > float(clean)
+    rng = np.random.default_rng(6)
+    for _ in range(20):
+        direction = rng.normal(size=vectors.shape).astype(np.float32)
+        direction[1, 3:] = 0.0
+        random_step = model.adversarial_step(tf.constant(direction), inputs["char_ids"])
+        assert float(model.loss_of_vectors(vectors + random_step, inputs, tag_ids, True)) < moved
