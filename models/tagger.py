@@ -75,7 +75,8 @@ class BiLSTMCRF(keras.Model):
         return self.emissions_from(self.input_vectors(inputs), inputs["char_ids"], training)
 
     def input_vectors(self, inputs):
-        """[batch, time, inputs per char]: the embeddings and lexicon inputs, concatenated."""
+        """[batch, time, inputs per char]: the embeddings and lexicon inputs, concatenated
+        (in the order of `learned_columns`)."""
         char_ids = inputs["char_ids"]
         features = self.char_embedding(char_ids)
         parts = [features]
@@ -88,6 +89,21 @@ class BiLSTMCRF(keras.Model):
         if self.uses_char_priors:
             parts.append(self.char_prior_embedding(inputs[CHAR_PRIOR_IDS]))
         return keras.ops.concatenate(parts, axis=-1) if len(parts) > 1 else features
+
+    def learned_columns(self) -> list[bool]:
+        """Per column of `input_vectors`: True for trained embeddings (characters, bigrams,
+        words), False for the lexicon's flags and frozen char priors, which are facts about
+        the text that adversarial steps leave alone."""
+        settings = self.settings
+        columns = [True] * settings["embedding_dim"]
+        if self.uses_bigrams:
+            columns += [True] * settings["bigram_dim"]
+        columns += [False] * settings["num_lexicon_flags"]
+        if self.uses_words:
+            columns += [True] * len(SETS) * settings["word_dim"]
+        if self.uses_char_priors:
+            columns += [False] * settings["char_prior_dim"]
+        return columns
 
     def emissions_from(self, features, char_ids, training=False):
         mask = keras.ops.not_equal(char_ids, PAD_ID) if self.settings["masked"] else None
@@ -146,10 +162,12 @@ class BiLSTMCRF(keras.Model):
         return 0.5 * (loss + adversarial_loss)
 
     def adversarial_step(self, gradient, char_ids):
-        """The input change that raises the loss fastest, per sentence: along the gradient,
-        scaled so its root-mean-square size per character is `adversarial` (a fixed
-        per-character strength, whatever the sentence's length). A constant of the step."""
-        gradient = tf.stop_gradient(gradient)
+        """The change of the trained embeddings that raises the loss fastest, per sentence:
+        along the gradient, scaled so its root-mean-square size per character is
+        `adversarial` (a fixed per-character strength, whatever the sentence's length); the
+        lexicon's inputs are not moved. A constant of the step."""
+        gradient = tf.stop_gradient(gradient) * tf.constant(self.learned_columns(),
+                                                            gradient.dtype)
         lengths = tf.cast(sequence_lengths_of(char_ids), gradient.dtype)
         norms = tf.sqrt(tf.reduce_sum(tf.square(gradient), axis=[1, 2]))
         scale = self.adversarial * tf.sqrt(lengths) / tf.maximum(norms, 1e-12)

@@ -297,3 +297,37 @@ def test_adversarial_loss_averages_the_loss_before_and_after_a_step_that_raises_
         direction[1, 3:] = 0.0
         random_step = model.adversarial_step(tf.constant(direction), inputs["char_ids"])
         assert float(model.loss_of_vectors(vectors + random_step, inputs, tag_ids, True)) < moved
+
+
+def test_adversarial_steps_move_the_trained_embeddings_and_leave_the_lexicon_inputs():
+    """learned_columns marks exactly the embedding columns of input_vectors (characters,
+    bigrams, word sets) and the step is zero on the lexicon flags and char priors."""
+    from data.lexicon_features import CHAR_PRIOR_IDS, FLAGS, WORD_IDS, WORD_WEIGHTS
+    from models.tagger import BiLSTMCRF
+
+    model = BiLSTMCRF(num_chars=12, num_tags=3, embedding_dim=5, hidden_size=4, num_bigrams=10,
+                      bigram_dim=3, num_lexicon_flags=4, num_words=6, word_dim=2, word_top_k=1,
+                      num_char_priors=12, char_prior_dim=2)
+    rng = np.random.default_rng(7)
+    char_ids = tf.constant([[2, 3, 4], [5, 6, 0]], tf.int32)
+    inputs = {"char_ids": char_ids, "bigram_ids": tf.constant([[2, 3, 4], [5, 6, 0]], tf.int32),
+              FLAGS: tf.constant(rng.integers(0, 2, size=(2, 3, 4)), tf.uint8),
+              WORD_IDS: tf.constant(rng.integers(0, 6, size=(2, 3, 4)), tf.int32),
+              WORD_WEIGHTS: tf.constant(rng.random(size=(2, 3, 4)), tf.float32),
+              CHAR_PRIOR_IDS: char_ids}
+    model(inputs)
+    vectors = model.input_vectors(inputs).numpy()
+    learned = np.array(model.learned_columns())
+    assert learned.shape == (vectors.shape[-1],)
+    lexicon_inputs = np.concatenate([inputs[FLAGS].numpy().astype(np.float32),
+                                     model.char_prior_embedding(char_ids).numpy()], axis=-1)
+    np.testing.assert_array_equal(vectors[..., ~learned], lexicon_inputs)
+    np.testing.assert_array_equal(
+        vectors[..., learned],
+        np.concatenate([model.char_embedding(char_ids).numpy(),
+                        model.bigram_embedding(inputs["bigram_ids"]).numpy(),
+                        model.word_set_vectors(inputs[WORD_IDS], inputs[WORD_WEIGHTS]).numpy()],
+                       axis=-1))
+    model.adversarial = 1.0
+    step = model.adversarial_step(tf.ones_like(vectors), char_ids).numpy()
+    assert np.all(step[..., ~learned] == 0) and np.all(step[0][..., learned] > 0)
