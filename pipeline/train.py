@@ -31,7 +31,9 @@ _OWN_FLAGS = ("train", "dev", "test", "out", "bigrams", "strict", "lexicon", "le
 _HELP = {"lexicon_train_entities": "K: the training file's entities join the lexicon, each of "
          "K folds of training sentences seeing only the other folds' (0: off) ",
          "lexicon_frequency_classes": "N: per B/M/E/S set, one flag per frequency class of its "
-         "words (0: off) "}
+         "words (0: off) ",
+         "adversarial": "EPS: adversarial training; each step also fits the trained embeddings "
+         "moved against the model by EPS per character, root-mean-square (0: off) "}
 
 
 def parse_args(argv):

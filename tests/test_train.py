@@ -237,16 +237,32 @@ def test_runs_saved_before_the_warmup_key_keep_the_cap_they_trained_with(tmp_pat
 
 
 def test_adversarial_training_is_recorded_and_changes_the_training(trained_run, tmp_path):
-    """--adversarial EPS reaches the model: the same seed and data give another first-epoch
-    loss than the plain run, and config.json records it; a negative value is exit 2."""
-    plain, _ = trained_run
-    run_training(tmp_path / "adv", 1, "--adversarial", "0.5")
-    assert json.loads((tmp_path / "adv" / "config.json").read_text())["adversarial"] == 0.5
-    assert json.loads((plain / "config.json").read_text())["adversarial"] == 0.0
-    first_loss = [float(comparable_history(out)[0]["loss"]) for out in (plain, tmp_path / "adv")]
+    """--adversarial EPS reaches the model: the same seed and data with --adversarial 0 give
+    another first-epoch loss than the default (0.5), and config.json records it; a negative
+    value is exit 2."""
+    default, _ = trained_run
+    run_training(tmp_path / "plain", 1, "--adversarial", "0")
+    assert json.loads((default / "config.json").read_text())["adversarial"] == 0.5
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["adversarial"] == 0.0
+    first_loss = [float(comparable_history(out)[0]["loss"]) for out in (default, tmp_path / "plain")]
     assert first_loss[0] != pytest.approx(first_loss[1], rel=1e-3)
     result = subprocess.run(train_command(tmp_path / "neg", 1, "--adversarial", "-1"),
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 2
     assert "error: adversarial must be 0 (off) or above, got -1.0" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_runs_saved_before_the_adversarial_key_resume_without_it(tmp_path):
+    from dataclasses import asdict
+
+    from models.config import TrainConfig
+
+    assert TrainConfig().adversarial == 0.5
+    old = asdict(TrainConfig())
+    del old["adversarial"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(old))
+    assert TrainConfig.load(path).adversarial == 0.0
+    TrainConfig(adversarial=0.5).save(path)
+    assert TrainConfig.load(path).adversarial == 0.5
