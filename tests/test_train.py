@@ -219,21 +219,25 @@ def test_bias_corrected_average_of_constant_weights_is_those_weights():
         np.testing.assert_allclose(got, own.numpy(), rtol=1e-5, atol=1e-7)
 
 
-def test_runs_saved_before_the_warmup_key_keep_the_cap_they_trained_with(tmp_path):
-    """The default is now the bias-corrected average (warmup 0); a run folder whose config
-    predates the key trained with tf.train's cap of 10 and must resume with it."""
+@pytest.mark.parametrize("key, default, before_the_key", [
+    ("weight_average_warmup", 0, 10),  # the bias-corrected average; before: tf.train's cap of 10
+    ("adversarial", 0.5, 0.0),  # adversarial steps; before: none
+])
+def test_runs_saved_before_a_key_resume_as_they_trained(tmp_path, key, default, before_the_key):
+    """A run folder whose config predates a key trained with that key's old default and must
+    resume with it, while new configs get (and keep) the new default."""
     from dataclasses import asdict
 
     from models.config import TrainConfig
 
-    assert TrainConfig().weight_average_warmup == 0
+    assert getattr(TrainConfig(), key) == default
     old = asdict(TrainConfig())
-    del old["weight_average_warmup"]
+    del old[key]
     path = tmp_path / "config.json"
     path.write_text(json.dumps(old))
-    assert TrainConfig.load(path).weight_average_warmup == 10
-    TrainConfig(weight_average_warmup=0).save(path)
-    assert TrainConfig.load(path).weight_average_warmup == 0
+    assert getattr(TrainConfig.load(path), key) == before_the_key
+    TrainConfig(**{key: default}).save(path)
+    assert getattr(TrainConfig.load(path), key) == default
 
 
 def test_adversarial_training_is_recorded_and_changes_the_training(trained_run, tmp_path):
@@ -251,18 +255,3 @@ def test_adversarial_training_is_recorded_and_changes_the_training(trained_run, 
     assert result.returncode == 2
     assert "error: adversarial must be 0 (off) or above, got -1.0" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_runs_saved_before_the_adversarial_key_resume_without_it(tmp_path):
-    from dataclasses import asdict
-
-    from models.config import TrainConfig
-
-    assert TrainConfig().adversarial == 0.5
-    old = asdict(TrainConfig())
-    del old["adversarial"]
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(old))
-    assert TrainConfig.load(path).adversarial == 0.0
-    TrainConfig(adversarial=0.5).save(path)
-    assert TrainConfig.load(path).adversarial == 0.5
