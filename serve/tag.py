@@ -27,6 +27,7 @@ from serve.tagger import DEFAULT_BATCH_SIZE, Tagger, default_model_path
 BLOCK_CHARS = 32_768  # characters tagged together: enough to batch well, small enough to
 BLOCK_LINES = 1024  # spread over worker processes and keep memory bounded
 IN_FLIGHT_PER_WORKER = 2  # blocks queued per worker: keeps them busy, bounds memory
+AUTO_WORKERS_BLOCKS = 16  # more blocks than this (over ~512k characters): a worker per CPU
 
 
 class InputError(Exception):
@@ -86,8 +87,11 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per process "
                         "(default: one per CPU with one worker, else 1)")
-    parser.add_argument("--workers", type=int, help="tagging processes (default 1; inputs of one "
-                        "block are always tagged in-process)")
+    parser.add_argument("--workers", type=int,
+                        help="tagging processes (default: 1 for inputs up to "
+                        f"{AUTO_WORKERS_BLOCKS} blocks of {BLOCK_CHARS:,} characters, else one "
+                        "per CPU with one ORT thread each; inputs of one block are always "
+                        "tagged in-process)")
     parser.add_argument("--errors", choices=["strict", "replace"], default="strict",
                         help="invalid UTF-8: stop with an error (default) or use U+FFFD")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -106,11 +110,16 @@ def _tag_block(block: list[str], batch_size: int, output_format: str) -> str:
     return format_block(_worker_tagger, block, batch_size, output_format)
 
 
-def resolve_workers(requested: int | None) -> int:
-    # Measured on 2 cores (README, performance): one process with two ORT threads tagged the
-    # MSRA test text 1.3x faster than two single-thread worker processes, which pay for
-    # starting and loading the model. More workers pay off on many cores and large inputs.
-    return requested if requested else 1
+def resolve_workers(requested: int | None, large_input: bool) -> int:
+    """--workers, else one process for inputs of a few blocks (starting a process and
+    loading the model there costs more than it saves: one process with 2 ORT threads tagged
+    the MSRA test text 1.3x faster than two single-thread workers), else one single-thread
+    worker per CPU, the layout Ray's actors use too: on large inputs every stage (encoding,
+    Viterbi, rendering, not only ONNX Runtime) then runs on every core (README,
+    "Performance")."""
+    if requested:
+        return requested
+    return max(1, os.cpu_count() or 1) if large_input else 1
 
 
 def tagged_blocks(args, tagger: Tagger, model: Path):
@@ -123,8 +132,10 @@ def tagged_blocks(args, tagger: Tagger, model: Path):
     records = (text for name, stream in open_inputs(args.inputs)
                for text in read_records(name, stream, args.errors))
     pending_blocks = blocks(records)
-    first = list(itertools.islice(pending_blocks, 2))
-    workers = resolve_workers(args.workers)
+    # Read ahead far enough to know whether the input is large (bounded: AUTO_WORKERS_BLOCKS
+    # blocks of at most BLOCK_CHARS characters or BLOCK_LINES lines).
+    first = list(itertools.islice(pending_blocks, max(2, AUTO_WORKERS_BLOCKS + 1)))
+    workers = resolve_workers(args.workers, len(first) > AUTO_WORKERS_BLOCKS)
     if workers == 1 or len(first) < 2:
         for block in itertools.chain(first, pending_blocks):
             yield block, format_block(tagger, block, args.batch_size, args.format)
@@ -189,6 +200,11 @@ def output_mode(path: Path) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    for flag, value in (("--workers", args.workers), ("--threads", args.threads),
+                        ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            print(f"error: {flag} must be 1 or more, got {value}", file=sys.stderr)
+            return 2
     model = args.model or default_model_path()
     if model is None:
         print("error: no model: pass --model PATH.onnx (export one with python -m export.to_onnx)",

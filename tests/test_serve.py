@@ -1,5 +1,6 @@
 """The deployed tagger and `serve.tag`: every character tagged, order kept, clean errors."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -301,3 +302,54 @@ def test_every_model_loading_command_refuses_a_non_tagger_path_in_one_line(expor
         assert result.returncode == 2, (model, result.stderr)
         assert result.stderr.startswith(f"error: {model}: {message}"), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_workers_default_to_one_process_for_small_inputs_and_one_per_cpu_for_large():
+    from serve.tag import resolve_workers
+    assert resolve_workers(None, large_input=False) == 1
+    assert resolve_workers(None, large_input=True) == max(1, os.cpu_count() or 1)
+    assert resolve_workers(3, large_input=False) == 3
+    assert resolve_workers(1, large_input=True) == 1
+
+
+@pytest.mark.slow
+def test_large_input_goes_to_worker_processes_with_the_same_output(exported, tmp_path,
+                                                                  monkeypatch):
+    """Past AUTO_WORKERS_BLOCKS blocks serve.tag starts a worker per CPU by itself; the
+    records are those of one process, in input order."""
+    import multiprocessing
+
+    from serve import tag
+    monkeypatch.setattr(tag, "BLOCK_CHARS", 40)  # blocks are cut in the parent process
+    monkeypatch.setattr(tag, "AUTO_WORKERS_BLOCKS", 3)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    pools = []
+    real_get_context = multiprocessing.get_context
+
+    def spying_get_context(method=None):
+        pools.append(method)
+        return real_get_context(method)
+
+    monkeypatch.setattr(multiprocessing, "get_context", spying_get_context)
+    lines = [f"{i}日，北京欢迎你，上海人民访问了埃塞俄比亚。" * (1 + i % 3) for i in range(30)]
+    lines[7] = ""
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    outputs = {}
+    for name, extra in (("auto", []), ("one", ["--workers", "1"])):
+        outputs[name] = tmp_path / f"{name}.jsonl"
+        assert tag.main([str(source), "--model", str(exported[0]), "-o",
+                         str(outputs[name]), "--quiet", *extra]) == 0
+    assert pools == ["spawn"]  # the automatic run, and only it, started workers
+    auto = outputs["auto"].read_text(encoding="utf-8")
+    assert auto == outputs["one"].read_text(encoding="utf-8")
+    assert [json.loads(line)["text"] for line in auto.splitlines()] == lines
+
+
+@pytest.mark.parametrize("flag", ["--workers", "--threads", "--batch-size"])
+def test_cli_refuses_counts_below_one(tmp_path, flag):
+    source = tmp_path / "in.txt"
+    source.write_text("北京\n", encoding="utf-8")
+    result = tag_cli(tmp_path / "unchecked.onnx", source, flag, "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {flag} must be 1 or more, got 0"
