@@ -12,7 +12,8 @@ fresh worker process of its own (so peak RSS is its own), one after another:
                   serve_tag_2_processes: two
                   single-thread processes, each tagging half the text
   serve_tag_big   with --big-chars N: serve.tag and serve.distributed (Ray) on one N-character
-                  input, start-up included
+                  input, start-up included (serve.tag's default layout: over ~500k characters,
+                  one single-thread worker process per CPU)
   --compare NAME=MODEL.onnx: the same paths for other models, rows `<path>[NAME]`, and a
                   Pareto view (test F1 against chars/s, fp32 and int8: pareto.md/png);
                   serve_tag_interleaved: serve.tag on the file for every model in turn,
