@@ -200,14 +200,17 @@ def test_cli_output_gets_ordinary_permissions(exported, tmp_path):
 
 
 @pytest.mark.slow
-def test_killing_serve_tag_leaves_no_partial_output(exported, tmp_path):
+@pytest.mark.parametrize("layout", [["--workers", "1"], []], ids=["one-process", "workers"])
+def test_killing_serve_tag_leaves_no_partial_output(exported, tmp_path, layout):
+    """In one process and in the worker processes large inputs get by default. The input is
+    large enough (14M characters) that the tiny model is still tagging a second in."""
     source = tmp_path / "big.txt"
     line = "中华人民共和国国务院总理周恩来在外交部长陈毅的陪同下访问了埃塞俄比亚。\n"
-    source.write_text(line * 60_000, encoding="utf-8")
+    source.write_text(line * 400_000, encoding="utf-8")
     out = tmp_path / "out.jsonl"
     for sig in (signal.SIGINT, signal.SIGKILL):
         process = subprocess.Popen([sys.executable, "-m", "serve.tag", "--model", str(exported[0]),
-                                    str(source), "-o", str(out), "--quiet"], cwd=ROOT,
+                                    str(source), "-o", str(out), "--quiet", *layout], cwd=ROOT,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    preexec_fn=default_sigint)
         deadline = time.time() + 60
