@@ -27,7 +27,8 @@ from serve.tagger import DEFAULT_BATCH_SIZE, Tagger, default_model_path
 BLOCK_CHARS = 32_768  # characters tagged together: enough to batch well, small enough to
 BLOCK_LINES = 1024  # spread over worker processes and keep memory bounded
 IN_FLIGHT_PER_WORKER = 2  # blocks queued per worker: keeps them busy, bounds memory
-AUTO_WORKERS_BLOCKS = 16  # more blocks than this (over ~512k characters): a worker per CPU
+AUTO_WORKERS_BLOCKS = 16  # more blocks than this holding more than this many blocks' worth
+# of characters (~512k): a worker per CPU (many short lines alone do not count)
 
 
 class InputError(Exception):
@@ -115,8 +116,8 @@ def resolve_workers(requested: int | None, large_input: bool) -> int:
     loading the model there costs more than it saves: one process with 2 ORT threads tagged
     the MSRA test text 1.3x faster than two single-thread workers), else one single-thread
     worker per CPU, the layout Ray's actors use too: on large inputs every stage (encoding,
-    Viterbi, rendering, not only ONNX Runtime) then runs on every core (README,
-    "Performance")."""
+    Viterbi, rendering, not only ONNX Runtime) then runs on every core (README, "Tagging":
+    2.1M characters 1.2x faster for the default model; 378k still faster in one process)."""
     if requested:
         return requested
     return max(1, os.cpu_count() or 1) if large_input else 1
@@ -135,7 +136,9 @@ def tagged_blocks(args, tagger: Tagger, model: Path):
     # Read ahead far enough to know whether the input is large (bounded: AUTO_WORKERS_BLOCKS
     # blocks of at most BLOCK_CHARS characters or BLOCK_LINES lines).
     first = list(itertools.islice(pending_blocks, max(2, AUTO_WORKERS_BLOCKS + 1)))
-    workers = resolve_workers(args.workers, len(first) > AUTO_WORKERS_BLOCKS)
+    large_input = len(first) > AUTO_WORKERS_BLOCKS and \
+        sum(len(text) for block in first for text in block) > AUTO_WORKERS_BLOCKS * BLOCK_CHARS
+    workers = resolve_workers(args.workers, large_input)
     if workers == 1 or len(first) < 2:
         for block in itertools.chain(first, pending_blocks):
             yield block, format_block(tagger, block, args.batch_size, args.format)

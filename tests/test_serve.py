@@ -347,6 +347,13 @@ def test_large_input_goes_to_worker_processes_with_the_same_output(exported, tmp
     auto = outputs["auto"].read_text(encoding="utf-8")
     assert auto == outputs["one"].read_text(encoding="utf-8")
     assert [json.loads(line)["text"] for line in auto.splitlines()] == lines
+    # Many blocks of short lines are not a large input: few characters, one process.
+    monkeypatch.setattr(tag, "BLOCK_LINES", 2)
+    source.write_text("北\n" * 40, encoding="utf-8")
+    assert tag.main([str(source), "--model", str(exported[0]), "-o", str(outputs["auto"]),
+                     "--quiet"]) == 0
+    assert pools == ["spawn"]
+    assert len(outputs["auto"].read_text(encoding="utf-8").splitlines()) == 40
 
 
 @pytest.mark.parametrize("flag", ["--workers", "--threads", "--batch-size"])
