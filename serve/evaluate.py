@@ -14,6 +14,7 @@ from pathlib import Path
 
 from data.formats import DataError, read_corpus
 from data.metrics import entity_scores, format_comparison, format_scores, paired_bootstrap
+from serve.arguments import positive
 from serve.providers import DEVICES, DeviceError
 from serve.tagger import Tagger, default_model_path
 
@@ -70,13 +71,6 @@ def main(argv=None) -> int:
     else:
         print(format_scores(result))
     return 0
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: expected a positive number")
-    return value
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from serve.arguments import positive
 from serve.providers import DEVICES, DeviceError
 import numpy as np
 
@@ -85,10 +86,11 @@ def parse_args(argv):
     parser.add_argument("--model", type=Path,
                         help="exported .onnx (default $NER_MODEL or the newest models/*.onnx)")
     parser.add_argument("--device", choices=DEVICES, default="cpu")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per process "
-                        "(default: one per CPU with one worker, else 1)")
-    parser.add_argument("--workers", type=int,
+    parser.add_argument("--batch-size", type=positive, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--threads", type=positive,
+                        help="ONNX Runtime intra-op threads per process (default: one per CPU "
+                        "with one worker, else 1)")
+    parser.add_argument("--workers", type=positive,
                         help="tagging processes (default: 1 for inputs up to "
                         f"{AUTO_WORKERS_BLOCKS} blocks of {BLOCK_CHARS:,} characters, else one "
                         "per CPU with one ORT thread each; inputs of one block are always "
@@ -203,11 +205,6 @@ def output_mode(path: Path) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    for flag, value in (("--workers", args.workers), ("--threads", args.threads),
-                        ("--batch-size", args.batch_size)):
-        if value is not None and value < 1:
-            print(f"error: {flag} must be 1 or more, got {value}", file=sys.stderr)
-            return 2
     model = args.model or default_model_path()
     if model is None:
         print("error: no model: pass --model PATH.onnx (export one with python -m export.to_onnx)",
