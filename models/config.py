@@ -95,6 +95,9 @@ class TrainConfig:
     # softening; the soft loss is scaled by its square so its gradients keep their size)
     temperature: float = 1.0
     unlabeled: list[str] = field(default_factory=list)
+    # a trained run whose character and bigram embedding rows start this run's, token by token
+    # (models/warm_start.py); None: random start
+    init_from: str | None = None
     data_format: str | None = None  # None: detected per file (data/formats.py FORMS)
     overlaps: str = "refuse"  # overlapping spans in span files: refuse | keep-longest | keep-first
 

@@ -22,8 +22,9 @@ from data.quiet import import_tensorflow_quietly
 from models.config import TrainConfig
 from models.distillation import (attach_teacher_targets, load_teachers, pseudo_labelled,
                                  read_unlabeled)
-from models.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, save_json,
-                              save_vocabularies, load_vocabularies, write_atomic)
+from models.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, load_run,
+                              save_json, save_vocabularies, load_vocabularies, write_atomic)
+from models.warm_start import init_embeddings_from
 
 EXIT_INTERRUPTED = 130
 HISTORY_FIELDS = ["epoch", "loss", "dev_f1", "lr", "seconds"]
@@ -273,6 +274,8 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
         encoder, tags = build_vocabularies(
             config, corpora, unlabeled, teachers[0].tags.tags if teachers else None)
         model = build_model(config, encoder, tags)
+        if config.init_from:
+            init_embeddings_from(model, encoder, load_run(config.init_from), log)
         average = weight_average(model, config)
         config.save(run / CONFIG)
         save_vocabularies(run, encoder, tags)

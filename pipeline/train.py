@@ -24,7 +24,7 @@ EXIT_DATA_ERROR, EXIT_INTERRUPTED = 2, 130
 # Fields with flags of their own (or set by pipeline.distill), not the generic --name NUMBER.
 _OWN_FLAGS = ("train", "dev", "test", "out", "bigrams", "strict", "lexicon", "lexicon_features",
               "data_format", "overlaps", "teachers", "unlabeled", "soft_weight",
-              "temperature", "lexicon_char_priors")
+              "temperature", "lexicon_char_priors", "init_from")
 
 
 # What a generic flag does, where its name does not say it.
@@ -79,6 +79,10 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--overlaps", choices=OVERLAPS,
                         help="overlapping spans in span files: refuse (default), keep-longest, "
                         "keep-first")
+    parser.add_argument("--init-from", dest="init_from", metavar="RUN",
+                        help="start the character and bigram embeddings from this trained "
+                        "run's, row by row for the tokens both vocabularies hold (same widths "
+                        "needed; e.g. a distilled student from its teacher)")
     parser.add_argument("--strict", action="store_true", default=None,
                         help="refuse data with invalid BMES transitions")
     return parser

@@ -135,3 +135,49 @@ def test_soft_targets_are_cross_fitted_to_teachers_not_trained_on_a_sentence(tmp
     corpus = SimpleNamespace(texts=["共同"])
     distillation.attach_teacher_targets(corpus, both_saw, messages.append)
     assert float(corpus.soft_targets[0][0, 0]) == 2.0  # seen by all: all teachers
+
+
+def test_shared_rows_match_tokens_not_positions():
+    from models.warm_start import shared_rows
+
+    target_rows, source_rows = shared_rows(["<pad>", "<unk>", "北", "京", "人"],
+                                           ["<pad>", "<unk>", "人", "北", "上"])
+    assert target_rows.tolist() == [0, 1, 2, 4] and source_rows.tolist() == [0, 1, 3, 2]
+    assert [len(rows) for rows in shared_rows(["a"], ["b"])] == [0, 0]
+
+
+def test_init_from_starts_the_student_from_the_teachers_embeddings(trained_run, tmp_path):
+    """With a learning rate of 0 the student's tables stay where --init-from put them: every
+    character and bigram row equals the teacher's row for the same token."""
+    from models.run_files import load_run
+
+    teacher, _ = trained_run
+    out = tmp_path / "student"
+    result = subprocess.run(distill_command(teacher, out, 1, "--init-from", str(teacher),
+                                            "--lr", "0"),
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    source, student = load_run(teacher), load_run(out)
+    assert json.loads((out / "config.json").read_text())["init_from"] == str(teacher)
+    for name, tokens in (("char_embedding", "chars"), ("bigram_embedding", "bigrams")):
+        source_tokens = getattr(source.encoder, tokens).tokens
+        student_tokens = getattr(student.encoder, tokens).tokens
+        assert f"of {len(student_tokens):,} {'character' if tokens == 'chars' else 'bigram'} rows" \
+            in result.stdout
+        source_rows = dict(zip(source_tokens, getattr(source.model, name).get_weights()[0]))
+        student_table = getattr(student.model, name).get_weights()[0]
+        shared = [i for i, token in enumerate(student_tokens) if token in source_rows]
+        assert len(shared) > 0.9 * len(student_tokens)
+        np.testing.assert_allclose(student_table[shared],
+                                   [source_rows[student_tokens[i]] for i in shared],
+                                   rtol=1e-6, atol=1e-7)
+
+
+def test_init_from_refuses_a_table_of_another_width(trained_run, tmp_path):
+    teacher, _ = trained_run
+    result = subprocess.run(distill_command(teacher, tmp_path / "s", 1, "--init-from",
+                                            str(teacher), "--embedding-dim", "12"),
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (f"error: --init-from {teacher}: its character embedding has 16 columns, this "
+            "run's 12; give --embedding-dim 16") in result.stderr
