@@ -24,6 +24,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from serve.arguments import positive
+
 FORMATS = {"entities": "jsonl", "bmeo": "bmeo"}  # request format -> serve.tag's format
 RETRY_AFTER_SECONDS = 1
 
@@ -268,21 +270,17 @@ def parse_args(argv):
                         "newest models/*.onnx)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--max-batch", type=int, default=64,
+    parser.add_argument("--max-batch", type=positive, default=64,
                         help="texts per model batch before it is flushed (default 64)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0,
                         help="longest a request waits for others to share its batch (default 5)")
-    parser.add_argument("--max-queue", type=int, default=1024,
+    parser.add_argument("--max-queue", type=positive, default=1024,
                         help="requests waiting for a batch before 503 (default 1024)")
-    parser.add_argument("--max-body-bytes", type=int, default=1 << 20,
+    parser.add_argument("--max-body-bytes", type=positive, default=1 << 20,
                         help="largest request body (default 1 MiB)")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads "
+    parser.add_argument("--threads", type=positive, help="ONNX Runtime intra-op threads "
                         "(default: one per CPU)")
-    args = parser.parse_args(argv)
-    for name in ("max_batch", "max_queue", "max_body_bytes"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:

@@ -258,3 +258,14 @@ def test_sigterm_during_a_burst_loses_no_accepted_request(model):
             assert [r["entities"] for r in body["results"]] == expected
         with pytest.raises(OSError):  # no longer accepting
             request(port, "GET", "/healthz", timeout=5)
+
+
+@pytest.mark.parametrize("flag", ["--max-batch", "--max-queue", "--max-body-bytes", "--threads"])
+def test_cli_refuses_counts_below_one_before_loading_anything(flag, capsys):
+    from serve.http import parse_args
+
+    with pytest.raises(SystemExit) as stopped:
+        parse_args([flag, "0"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        f"python -m serve.http: error: argument {flag}: 0: expected a positive number"
