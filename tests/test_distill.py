@@ -20,6 +20,11 @@ def distill_command(teacher, out, epochs, *extra):
             "--out", str(out), "--epochs", str(epochs), *student, *extra]
 
 
+def distill(teacher, out, epochs, *extra, timeout=600):
+    return subprocess.run(distill_command(teacher, out, epochs, *extra), capture_output=True,
+                          text=True, cwd=ROOT, timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def raw_text(tmp_path_factory):
     from data.formats import read_corpus
@@ -33,9 +38,7 @@ def raw_text(tmp_path_factory):
 def test_student_is_an_ordinary_run_recording_its_teacher(trained_run, raw_text, tmp_path):
     teacher, _ = trained_run
     out = tmp_path / "student"
-    result = subprocess.run(distill_command(teacher, out, 2, "--unlabeled", str(raw_text),
-                                            "--temperature", "2"),
-                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = distill(teacher, out, 2, "--unlabeled", str(raw_text), "--temperature", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "teacher marginals for 300 training sentences from 1 teacher(s)" in result.stdout
     assert "tagged by the teachers" in result.stdout
@@ -54,12 +57,10 @@ def test_distillation_resumes_to_the_same_result_after_a_kill(trained_run, raw_t
     teacher, _ = trained_run
     epochs, extra = 3, ("--unlabeled", str(raw_text))
     whole = tmp_path / "whole"
-    assert subprocess.run(distill_command(teacher, whole, epochs, *extra), capture_output=True,
-                          cwd=ROOT, timeout=600).returncode == 0
+    assert distill(teacher, whole, epochs, *extra).returncode == 0
     resumed = tmp_path / "resumed"
     kill_at_epoch(distill_command(teacher, resumed, epochs, *extra), 2, epochs)
-    result = subprocess.run(distill_command(teacher, resumed, epochs, *extra, "--resume"),
-                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = distill(teacher, resumed, epochs, *extra, "--resume")
     assert result.returncode == 0 and "after epoch 2" in result.stdout, result.stderr[-2000:]
     history = [(out / "history.csv").read_text().splitlines() for out in (whole, resumed)]
     strip = [[",".join(row.split(",")[:-1]) for row in rows] for rows in history]  # no seconds
@@ -77,8 +78,7 @@ def test_bad_unlabeled_file_is_named_with_exit_2(trained_run, tmp_path, content,
     teacher, _ = trained_run
     raw = tmp_path / "raw.txt"
     raw.write_bytes(content)
-    result = subprocess.run(distill_command(teacher, tmp_path / "s", 1, "--unlabeled", str(raw)),
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = distill(teacher, tmp_path / "s", 1, "--unlabeled", str(raw), timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"error: {raw}:{line}: {message}" in result.stderr
 
@@ -153,9 +153,7 @@ def test_init_from_starts_the_student_from_the_teachers_embeddings(trained_run, 
 
     teacher, _ = trained_run
     out = tmp_path / "student"
-    result = subprocess.run(distill_command(teacher, out, 1, "--init-from", str(teacher),
-                                            "--lr", "0"),
-                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = distill(teacher, out, 1, "--init-from", str(teacher), "--lr", "0")
     assert result.returncode == 0, result.stderr[-3000:]
     source, student = load_run(teacher), load_run(out)
     assert json.loads((out / "config.json").read_text())["init_from"] == str(teacher)
@@ -175,9 +173,8 @@ def test_init_from_starts_the_student_from_the_teachers_embeddings(trained_run, 
 
 def test_init_from_refuses_a_table_of_another_width(trained_run, tmp_path):
     teacher, _ = trained_run
-    result = subprocess.run(distill_command(teacher, tmp_path / "s", 1, "--init-from",
-                                            str(teacher), "--embedding-dim", "12"),
-                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    result = distill(teacher, tmp_path / "s", 1, "--init-from", str(teacher),
+                     "--embedding-dim", "12")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert (f"error: --init-from {teacher}: its character embedding has 16 columns, this "
             "run's 12; give --embedding-dim 16") in result.stderr
