@@ -1,7 +1,7 @@
 """`--init-from RUN`: start a new run's character and bigram embeddings from a trained run's.
 
 A student distilled from a teacher can start from the teacher's embedding tables, which hold
-most of its parameters (the bigram table alone is 4.6M of the default's 5.4M) and were
+most of its parameters (on MSRA the bigram table alone is 4.5M of the default's 5.4M) and were
 learnt with the teacher's larger network. Rows are matched by token (character or bigram),
 so the two vocabularies need not be equal: a token the source lacks keeps its random start.
 The tables must have the same width; the rest of the network starts as usual.

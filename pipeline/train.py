@@ -114,6 +114,10 @@ def run_command(args) -> int:
         config = build_config(args)
         if args.out:
             config.out = args.out
+        if config.init_from and not (Path(config.init_from) / MODEL).exists():
+            print(f"error: --init-from {config.init_from}: not a finished run folder "
+                  f"(no {MODEL})", file=sys.stderr)
+            return EXIT_DATA_ERROR
         if not args.resume and (Path(config.out) / CHECKPOINT_DIR).exists():
             print(f"error: {config.out} holds an unfinished run: pass --resume to continue it, "
                   "or choose another --out", file=sys.stderr)

@@ -171,6 +171,15 @@ def test_init_from_starts_the_student_from_the_teachers_embeddings(trained_run, 
                                    rtol=1e-6, atol=1e-7)
 
 
+def test_init_from_must_be_a_run_folder(tmp_path):
+    result = run_module("pipeline.train", "--train", FIXTURES / "train.txt", "--out",
+                        tmp_path / "s", "--init-from", tmp_path / "nothing")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == (f"error: --init-from {tmp_path / 'nothing'}: not a finished run "
+                             "folder (no model.keras)\n")
+    assert not (tmp_path / "s").exists()
+
+
 def test_init_from_refuses_a_table_of_another_width(trained_run, tmp_path):
     teacher, _ = trained_run
     result = distill(teacher, tmp_path / "s", 1, "--init-from", str(teacher),
