@@ -15,8 +15,10 @@ $(VENV)/.installed: requirements.txt requirements-serve.txt requirements-ray.txt
 
 setup: $(VENV)/.installed
 
-# train_once(NAME, FLAGS): train runs/NAME unless it is finished; continue it if interrupted.
-train_once = $(if $(wildcard runs/$(1)/metrics.json),@echo "runs/$(1) is already trained (delete it to retrain)",$(PY) -m pipeline.train --out runs/$(1) $(2) $(if $(wildcard runs/$(1)/checkpoint),--resume,))
+# run_once(MODULE, NAME, FLAGS): train runs/NAME with pipeline.train or pipeline.distill unless
+# it is finished; continue it if interrupted. train_once(NAME, FLAGS): with pipeline.train.
+run_once = $(if $(wildcard runs/$(2)/metrics.json),@echo "runs/$(2) is already trained (delete it to retrain)",$(PY) -m $(1) --out runs/$(2) $(3) $(if $(wildcard runs/$(2)/checkpoint),--resume,))
+train_once = $(call run_once,pipeline.train,$(1),$(2))
 
 # Fetch MSRA, train the default model, export it to ONNX (validated), tag a sample file.
 run: setup
@@ -48,7 +50,8 @@ run-ensemble: run
 # with 10,000 labelled sentences).
 STUDENT_FLAGS ?=
 run-student: run
-	$(if $(wildcard runs/$(RUN)-student/metrics.json),@echo "runs/$(RUN)-student is already trained (delete it to retrain)",$(PY) -m pipeline.distill --teacher runs/$(RUN) --out runs/$(RUN)-student --embedding-dim 64 --hidden-size 64 --embedding-dropout 0.3 --patience 5 --epochs 16 --temperature 3 $(STUDENT_FLAGS) $(if $(wildcard runs/$(RUN)-student/checkpoint),--resume,))
+	$(call run_once,pipeline.distill,$(RUN)-student,--teacher runs/$(RUN) --embedding-dim 64 \
+		--hidden-size 64 --embedding-dropout 0.3 --patience 5 --epochs 16 --temperature 3 $(STUDENT_FLAGS))
 	$(PY) -m export.to_onnx --run runs/$(RUN)-student --out models/$(RUN)-student.onnx --quantize int8
 	$(PY) -m serve.tag samples/news.txt --model models/$(RUN)-student.onnx -o runs/$(RUN)/news-student.jsonl
 	@echo "tagged samples/news.txt -> runs/$(RUN)/news-student.jsonl"
