@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pipeline.train import build_parser, run_command
+from pipeline.train import build_parser, not_a_run_folder, run_command
 
 
 def parse_args(argv):
@@ -35,8 +35,9 @@ def parse_args(argv):
                              "marginals; the soft loss is scaled by T squared (default 1)")
     args = parser.parse_args(argv)
     for path in args.teachers:
-        if not (Path(path) / "model.keras").exists():
-            parser.error(f"--teacher {path}: not a finished run folder (no model.keras)")
+        problem = not_a_run_folder("--teacher", path)
+        if problem:
+            parser.error(problem)
     for path in args.unlabeled or []:
         if not Path(path).is_file():
             parser.error(f"--unlabeled {path}: no such file")

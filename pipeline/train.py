@@ -103,6 +103,14 @@ def build_config(args) -> TrainConfig:
     return config
 
 
+def not_a_run_folder(flag: str, path) -> str | None:
+    """The message for a flag naming a folder that holds no finished run (no model.keras);
+    None when it holds one. Checked before any data is read."""
+    if (Path(path) / MODEL).exists():
+        return None
+    return f"{flag} {path}: not a finished run folder (no {MODEL})"
+
+
 def main(argv=None) -> int:
     return run_command(parse_args(argv))
 
@@ -114,9 +122,9 @@ def run_command(args) -> int:
         config = build_config(args)
         if args.out:
             config.out = args.out
-        if config.init_from and not (Path(config.init_from) / MODEL).exists():
-            print(f"error: --init-from {config.init_from}: not a finished run folder "
-                  f"(no {MODEL})", file=sys.stderr)
+        problem = config.init_from and not_a_run_folder("--init-from", config.init_from)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
             return EXIT_DATA_ERROR
         if not args.resume and (Path(config.out) / CHECKPOINT_DIR).exists():
             print(f"error: {config.out} holds an unfinished run: pass --resume to continue it, "
