@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.tags import bmes_to_bio
+from data.tags import bmes_to_bio, entity_spans
 
 
 def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict:
@@ -22,12 +22,49 @@ def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict:
 
 
 def format_scores(scores: dict) -> str:
-    lines = [f"{'type':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
     rows = list(scores["per_type"].items()) + [("micro avg", scores["micro"])]
+    text = _score_table("type", rows)
+    if "seen_split" in scores:
+        text += "\n\n" + _score_table("entities", list(scores["seen_split"].items()))
+    return text
+
+
+def _score_table(heading: str, rows: list[tuple[str, dict]]) -> str:
+    lines = [f"{heading:<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
     for name, row in rows:
         lines.append(f"{name:<10}{row['precision']:>10.4f}{row['recall']:>10.4f}"
                      f"{row['f1']:>10.4f}{row['support']:>10d}")
     return "\n".join(lines)
+
+
+def corpus_entities(sentences) -> set[tuple[str, str]]:
+    """(type, text) of every entity in tagged sentences: the names a model trained on them saw."""
+    return {(span.type, sentence.text[span.start:span.end])
+            for sentence in sentences for span in entity_spans(sentence.tags)}
+
+
+def seen_split_scores(gold: list[list[str]], predicted: list[list[str]], texts: list[str],
+                      seen: set[tuple[str, str]]) -> dict:
+    """Micro scores of the entities whose (type, text) is in `seen` and of the others
+    ({"seen": {precision, recall, f1, support}, "unseen": {...}}): how well a model finds
+    names it was trained on against new ones. Each gold and each predicted entity falls in
+    the group of its own (type, text), so a right prediction counts in its gold entity's
+    group; support is the gold entities of the group."""
+    counts = {"seen": np.zeros(3, np.int64), "unseen": np.zeros(3, np.int64)}
+    for text, gold_tags, predicted_tags in zip(texts, gold, predicted, strict=True):
+        gold_spans, predicted_spans = set(entity_spans(gold_tags)), set(entity_spans(predicted_tags))
+        for column, spans in enumerate((gold_spans & predicted_spans, predicted_spans, gold_spans)):
+            for span in spans:
+                group = "seen" if (span.type, text[span.start:span.end]) in seen else "unseen"
+                counts[group][column] += 1
+    return {group: _scores_of_counts(*map(int, count)) for group, count in counts.items()}
+
+
+def _scores_of_counts(right: int, predicted: int, gold: int) -> dict:
+    precision = right / predicted if predicted else 0.0
+    recall = right / gold if gold else 0.0
+    f1 = 2 * right / (predicted + gold) if predicted + gold else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "support": gold}
 
 
 def entity_counts(gold: list[list[str]], predicted: list[list[str]]) -> np.ndarray:

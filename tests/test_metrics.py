@@ -3,7 +3,9 @@ import json
 
 import pytest
 
-from data.metrics import entity_counts, entity_scores, paired_bootstrap
+from data.formats import read_corpus
+from data.metrics import (corpus_entities, entity_counts, entity_scores, format_scores,
+                          paired_bootstrap, seen_split_scores)
 from tests.conftest import FIXTURES, run_module
 
 GOLD = [["B-PER", "E-PER", "O", "S-LOC"], ["O", "B-ORG", "M-ORG", "E-ORG"], ["S-PER", "O"],
@@ -13,6 +15,8 @@ A = [["B-PER", "E-PER", "O", "O"], ["O", "B-ORG", "E-ORG", "O"], ["S-PER", "O"],
      ["S-LOC", "O"], ["B-LOC", "E-LOC", "O", "O"]]
 B = [["B-PER", "E-PER", "O", "S-LOC"], ["O", "B-ORG", "M-ORG", "E-ORG"], ["S-PER", "O"],
      ["O", "O"], ["O", "O", "O", "O"]]
+
+TEXTS = ["张三在京", "在北京大", "李说", "好的", "上海很好"]
 
 
 def test_counts_sum_to_seqeval_micro_f1():
@@ -46,6 +50,30 @@ def test_a_model_against_itself_differs_by_nothing():
         paired_bootstrap([], [], [])
 
 
+def test_seen_and_unseen_entities_are_scored_apart():
+    # gold: 张三 PER, 京 LOC, 北京大 ORG, 李 PER, 上海 LOC; A predicts 张三, 北京 ORG, 李,
+    # 好 LOC and 上海. Seen: 张三, 上海 and 北京 as ORG (not 北京大, not 京)
+    seen = {("PER", "张三"), ("ORG", "北京"), ("LOC", "上海")}
+    split = seen_split_scores(GOLD, A, TEXTS, seen)
+    assert split["seen"] == {"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2}
+    assert split["unseen"] == {"precision": 0.5, "recall": 1 / 3, "f1": 0.4, "support": 3}
+    # the two groups add up to the micro scores: 3 right, 5 predicted, 5 gold
+    assert entity_scores(GOLD, A)["micro"]["f1"] == pytest.approx(2 * 3 / (5 + 5))
+    assert seen_split_scores(GOLD, A, TEXTS, set())["seen"]["support"] == 0
+    scores = dict(entity_scores(GOLD, A), seen_split=split)
+    assert format_scores(scores).endswith(
+        "entities   precision    recall        f1   support\n"
+        "seen          0.6667    1.0000    0.8000         2\n"
+        "unseen        0.5000    0.3333    0.4000         3")
+
+
+def test_corpus_entities_are_type_and_text(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_text("张 B-PER\n三 E-PER\n在 O\n京 S-LOC\n\n北 B-ORG\n京 E-ORG\n", encoding="utf-8")
+    assert corpus_entities(read_corpus(path).sentences) == \
+        {("PER", "张三"), ("LOC", "京"), ("ORG", "北京")}
+
+
 @pytest.mark.slow
 def test_serve_evaluate_compares_two_models(exported, tmp_path):
     fp32, int8, _ = exported
@@ -67,3 +95,21 @@ def test_serve_evaluate_compares_two_models(exported, tmp_path):
     result = run_module("serve.evaluate", "--model", fp32, "--compare", fp32, "--data",
                         FIXTURES / "dev.txt", "--samples", "0")
     assert result.returncode == 2 and "expected a positive number" in result.stderr
+    # --seen-in: the dev entities split by whether training holds the same name and type
+    result = run_module("serve.evaluate", "--model", fp32, "--data", FIXTURES / "dev.txt",
+                        "--seen-in", FIXTURES / "train.txt", "--json")
+    report = json.loads(result.stdout)
+    split, micro = report["seen_split"], report["micro"]
+    assert (split["seen"]["support"], split["unseen"]["support"]) == (12, 47)  # of 59 entities
+    found = sum(group["recall"] * group["support"] for group in split.values())
+    assert found == pytest.approx(micro["recall"] * micro["support"])
+    result = run_module("serve.evaluate", "--model", fp32, "--data", FIXTURES / "dev.txt",
+                        "--seen-in", FIXTURES / "train.txt")
+    assert result.stdout.splitlines()[-3].split() == ["entities", "precision", "recall", "f1",
+                                                      "support"]
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\n")
+    result = run_module("serve.evaluate", "--model", fp32, "--data", FIXTURES / "dev.txt",
+                        "--seen-in", bad)
+    assert (result.returncode, result.stderr) == \
+        (2, f"error: {bad}:1: invalid UTF-8 (byte 0xff); the file must be UTF-8\n")
