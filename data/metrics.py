@@ -52,7 +52,8 @@ def seen_split_scores(gold: list[list[str]], predicted: list[list[str]], texts: 
     group; support is the gold entities of the group."""
     counts = {"seen": np.zeros(3, np.int64), "unseen": np.zeros(3, np.int64)}
     for text, gold_tags, predicted_tags in zip(texts, gold, predicted, strict=True):
-        gold_spans, predicted_spans = set(entity_spans(gold_tags)), set(entity_spans(predicted_tags))
+        gold_spans = set(entity_spans(gold_tags))
+        predicted_spans = set(entity_spans(predicted_tags))
         for column, spans in enumerate((gold_spans & predicted_spans, predicted_spans, gold_spans)):
             for span in spans:
                 group = "seen" if (span.type, text[span.start:span.end]) in seen else "unseen"
