@@ -44,8 +44,9 @@ run-ensemble: run
 # The fast option (README "Distillation"): a student of the default (character embedding 64,
 # hidden 64, embedding dropout 0.3) distilled from it at temperature 3, the best student recipe
 # on MSRA dev. Measured against the teacher trained beside it (AMD EPYC, 2 CPUs): test 0.9163
-# against 0.9211 (family 25) and 0.9103 against 0.9208 (family 26); 2.2x the default's
-# serve.tag chars/s on 5.1M characters (1.7-1.9x on the 189k-character test file).
+# and, with --seed 1, 0.9109 against 0.9211 (family 25); 0.9103 against 0.9208 (family 26);
+# 2.2x the default's serve.tag chars/s on 5.1M characters (1.7-1.9x on the 189k-character
+# test file).
 # Add raw text of your own with STUDENT_FLAGS="--unlabeled raw.txt" (README: +4 test points
 # with 10,000 labelled sentences).
 STUDENT_FLAGS ?=
