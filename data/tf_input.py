@@ -88,14 +88,23 @@ def batch_arrays(corpus: EncodedCorpus, indices: np.ndarray, unk_rng=None,
                  unk_rate: float = 0.0) -> tuple[dict, np.ndarray]:
     """One padded batch; with unk_rate, that share of char and bigram ids become <unk>
     (word dropout)."""
+    inputs, tags, _ = batch_with_drops(corpus, indices, unk_rng, unk_rate)
+    return inputs, tags
+
+
+def batch_with_drops(corpus: EncodedCorpus, indices: np.ndarray, unk_rng=None,
+                     unk_rate: float = 0.0) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
+    """batch_arrays, and where it put <unk>: input name -> [batch, width] bool (no entry
+    without unk_rate)."""
     inputs = {name: pad([arrays[i] for i in indices]) for name, arrays in corpus.inputs.items()}
+    drops = {}
     if unk_rate > 0:
         for name in (CHAR_IDS, BIGRAM_IDS):
             if name in inputs:
                 ids = inputs[name]
-                drop = (unk_rng.random(ids.shape) < unk_rate) & (ids != PAD_ID)
-                ids[drop] = UNK_ID
-    return inputs, pad([corpus.tag_ids[i] for i in indices])
+                drops[name] = (unk_rng.random(ids.shape) < unk_rate) & (ids != PAD_ID)
+                ids[drops[name]] = UNK_ID
+    return inputs, pad([corpus.tag_ids[i] for i in indices]), drops
 
 
 def passes_per_epoch(sentences: int, batch_size: int, epoch_min_steps: int) -> int:
@@ -109,27 +118,33 @@ def passes_per_epoch(sentences: int, batch_size: int, epoch_min_steps: int) -> i
 
 
 def training_dataset(corpus: EncodedCorpus, batch_size: int, seed: int, epoch: int,
-                     unk_rate: float = 0.0, passes: int = 1) -> tuple[tf.data.Dataset, int]:
+                     unk_rate: float = 0.0, passes: int = 1,
+                     view_targets=None) -> tuple[tf.data.Dataset, int]:
     """One epoch (`passes` passes over the data) of padded batches as a tf.data pipeline.
 
     The batches are padded in numpy up front and laid end to end in flat arrays that the
     pipeline only slices and reshapes: no Python runs inside tf.data (a `from_generator`
     pipeline runs Python on TensorFlow's threads, and Ctrl-C then hangs the process).
+    Distillation: the soft targets are corpus.soft_targets, or with view_targets
+    (indices, drops) -> [batch, width, tags], computed per batch on the very text the student
+    sees, with the same ids turned <unk>.
     """
     lengths = np.array([len(ids) for ids in corpus.char_ids])
     batches = [batch for step in range(passes)
                for batch in epoch_batches(lengths, batch_size, seed, epoch * passes + step)]
     unk_rng = np.random.default_rng([seed, epoch, 1])
-    padded = [batch_arrays(corpus, indices, unk_rng, unk_rate) for indices in batches]
-    shapes = np.array([tags.shape for _, tags in padded], dtype=np.int64)
+    padded = [batch_with_drops(corpus, indices, unk_rng, unk_rate) for indices in batches]
+    shapes = np.array([tags.shape for _, tags, _ in padded], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])[:-1]])
-    flat_tags = tf.constant(np.concatenate([tags.ravel() for _, tags in padded]))
+    flat_tags = tf.constant(np.concatenate([tags.ravel() for _, tags, _ in padded]))
     flat_soft = None
     if corpus.soft_targets is not None:  # distillation: (tag ids, teacher marginals) targets
-        flat_soft = tf.constant(np.concatenate([
-            pad([corpus.soft_targets[i] for i in indices]).ravel() for indices in batches]))
+        soft = ([view_targets(indices, drops) for indices, (_, _, drops) in zip(batches, padded)]
+                if view_targets else
+                [pad([corpus.soft_targets[i] for i in indices]) for indices in batches])
+        flat_soft = tf.constant(np.concatenate([targets.ravel() for targets in soft]))
         num_tags = corpus.soft_targets[0].shape[1]
-    flat_inputs = {name: tf.constant(np.concatenate([inputs[name].ravel() for inputs, _ in padded]))
+    flat_inputs = {name: tf.constant(np.concatenate([batch[0][name].ravel() for batch in padded]))
                    for name in padded[0][0]}
     # values per character of each input: None for ids, the feature width for lexicon inputs
     widths = {name: (padded[0][0][name].shape[2] if padded[0][0][name].ndim == 3 else None)

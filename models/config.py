@@ -7,6 +7,7 @@ from pathlib import Path
 
 MSRA_TRAIN, MSRA_DEV, MSRA_TEST = "data/msra/train.txt", "data/msra/dev.txt", "data/msra/test.txt"
 CHAR_PRIOR_CHOICES = ("auto", "on", "off")
+TEACHER_VIEWS = ("clean", "student")
 # Measured on the first N MSRA training sentences (dev F1 with - without char priors; test
 # reported only): 2,000 (78k characters) +2.28 dev (paired interval +0.91 to +3.71), +1.99 test;
 # the same with seed 43 +2.63 / +1.24; sentences 20,000-21,999 (79k) +3.10 / +2.33;
@@ -94,6 +95,10 @@ class TrainConfig:
     # both sides' CRF scores are divided by it before their marginals are compared (Hinton's
     # softening; the soft loss is scaled by its square so its gradients keep their size)
     temperature: float = 1.0
+    # the text the teachers' marginals are computed on: "clean" = once, as written; "student"
+    # = each epoch, with the characters and bigrams the student sees as <unk> (unk_rate)
+    # turned <unk> for the teachers too (models/distillation.py student_view_targets)
+    teacher_view: str = "clean"
     unlabeled: list[str] = field(default_factory=list)
     # a trained run whose character and bigram embedding rows start this run's, token by token
     # (models/warm_start.py); None: random start
@@ -104,6 +109,9 @@ class TrainConfig:
     def __post_init__(self):
         if not self.adversarial >= 0:
             raise ValueError(f"adversarial must be 0 (off) or above, got {self.adversarial}")
+        if self.teacher_view not in TEACHER_VIEWS:
+            raise ValueError(f"teacher_view {self.teacher_view!r}: expected one of "
+                             f"{', '.join(TEACHER_VIEWS)}")
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n")

@@ -102,18 +102,52 @@ def attach_teacher_targets(corpus, teachers: list, log=print, temperature: float
     texts = corpus.texts
     each = [teacher_outputs([teacher], texts, with_tags=False, temperature=temperature)[0]
             for teacher in teachers]
-    seen = [training_texts(teacher) for teacher in teachers]
-    targets, cross_fitted = [], 0
-    for index, text in enumerate(texts):
-        unseen = [k for k in range(len(teachers)) if text not in seen[k]]
-        if unseen and len(unseen) < len(teachers):
-            cross_fitted += 1
-        chosen = unseen or range(len(teachers))
-        targets.append(np.mean([each[k][index] for k in chosen], axis=0).astype(np.float32))
-    corpus.soft_targets = targets
+    chosen = teachers_for(texts, teachers)
+    corpus.soft_targets = [np.mean([each[k][index] for k in ks], axis=0).astype(np.float32)
+                           for index, ks in enumerate(chosen)]
+    cross_fitted = sum(0 < len(ks) < len(teachers) for ks in chosen)
     log(f"teacher marginals for {len(texts)} training sentences from {len(teachers)} "
         f"teacher(s)" + (f"; {cross_fitted} of them from only the teachers not trained on "
                          "them" if cross_fitted else ""))
+
+
+def teachers_for(texts: list[str], teachers: list) -> list[tuple[int, ...]]:
+    """Per text, the indices of the teachers whose marginals make its targets: those not
+    trained on it, or all when every teacher (or none) was."""
+    seen = [training_texts(teacher) for teacher in teachers]
+    everyone = tuple(range(len(teachers)))
+    return [tuple(k for k in everyone if text not in seen[k]) or everyone for text in texts]
+
+
+def student_view_targets(teachers: list, texts: list[str], temperature: float = 1.0):
+    """(indices, drops) -> [batch, width, tags] averaged marginals of the teachers on
+    texts[indices] as the student reads them that epoch: each teacher encodes the text its own
+    way, and the positions the student's <unk> hit (drops: input name -> bool mask) become
+    <unk> in that teacher's char and bigram ids too; inputs the student lacks stay as written.
+
+    Precomputed marginals on the clean text are nearly the gold tags on the teachers' own
+    training sentences; scored on the noisy view they say how sure the tag is when a
+    character is unknown (Beyer et al. 2022, "a good teacher is patient and consistent")."""
+    from data.vocab import UNK_ID
+    from models.tagger import emissions_function
+
+    chosen = teachers_for(texts, teachers)
+    transitions = [t.model.crf.transitions.numpy() / temperature for t in teachers]
+
+    def targets(indices, drops):
+        batch_texts = [texts[i] for i in indices]
+        lengths = np.fromiter(map(len, batch_texts), dtype=np.int64, count=len(batch_texts))
+        each = []
+        for teacher, teacher_transitions in zip(teachers, transitions):
+            inputs = teacher.encoder.encode_padded(batch_texts)
+            for name, drop in drops.items():
+                if name in inputs:
+                    inputs[name] = np.where(drop, UNK_ID, inputs[name])
+            emissions = emissions_function(teacher.model)(inputs).numpy()
+            each.append(crf_marginals(emissions / temperature, teacher_transitions, lengths))
+        return np.stack([np.mean([each[k][row] for k in chosen[index]], axis=0)
+                         for row, index in enumerate(indices)]).astype(np.float32)
+    return targets
 
 
 def training_texts(teacher) -> set[str]:

@@ -21,7 +21,7 @@ from data.formats import read_corpus
 from data.quiet import import_tensorflow_quietly
 from models.config import TrainConfig
 from models.distillation import (attach_teacher_targets, load_teachers, pseudo_labelled,
-                                 read_unlabeled)
+                                 read_unlabeled, student_view_targets)
 from models.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, load_run,
                               save_json, save_vocabularies, load_vocabularies, write_atomic)
 from models.warm_start import init_embeddings_from
@@ -283,15 +283,21 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
     encoded = {name: encode_training(config, corpus.sentences, encoder, tags, log)
                if name == "train" else encode_corpus(corpus.sentences, encoder, tags)
                for name, corpus in corpora.items()}
+    view_targets = None
     if teachers:
         add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log,
                             config.temperature)
         model.soft_weight, model.temperature = config.soft_weight, config.temperature
+        if config.teacher_view == "student":
+            view_targets = student_view_targets(teachers, encoded["train"].texts,
+                                                config.temperature)
+            log("teacher view: each epoch the teachers score the text with the student's <unk>")
     model.adversarial = config.adversarial
     log(f"{describe(encoder)}, {len(tags)} tags, {model.count_params():,} parameters")
 
     with GracefulInterrupt() as interrupt:
-        run_epochs(config, run, model, average, encoded, tags, state, interrupt, log)
+        run_epochs(config, run, model, average, encoded, tags, state, interrupt, log,
+                   view_targets)
     return finish(run, config, encoded, tags, state, log)
 
 
@@ -339,7 +345,8 @@ def add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log,
         log(f"training on {len(train)} sentences ({len(extra)} tagged by the teachers)")
 
 
-def run_epochs(config, run, model, average, encoded, tags, state, interrupt, log) -> None:
+def run_epochs(config, run, model, average, encoded, tags, state, interrupt, log,
+               view_targets=None) -> None:
     from data.tf_input import passes_per_epoch, training_dataset
     from models.averaging import nothing_applied
     from models.predict import score_corpus
@@ -355,7 +362,7 @@ def run_epochs(config, run, model, average, encoded, tags, state, interrupt, log
         lr = config.learning_rate(epoch)
         model.optimizer.learning_rate.assign(lr)
         dataset, steps = training_dataset(encoded["train"], config.batch_size, config.seed,
-                                          epoch, config.unk_rate, passes)
+                                          epoch, config.unk_rate, passes, view_targets)
         progress = Progress(steps, epoch, config.epochs)
         callbacks = [progress.callback(), interrupt.callback()]
         callbacks += [average.callback()] if average else []

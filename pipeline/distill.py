@@ -10,6 +10,8 @@ teachers not trained on it where there are such (train K teachers on K parts of 
 each part is scored by teachers that never saw it). The loss is (1 - soft weight) * CRF NLL
 of the tags + soft weight * cross-entropy of the student's CRF marginals against the
 teachers', both computed at `--temperature T` (scores divided by T; the soft term scaled by T**2).
+`--teacher-view student`: the teachers score, each epoch, the text as the student sees it, with
+the same characters and bigrams turned <unk>, instead of once on the clean text.
 `--unlabeled FILE`: plain text, one text a line (any length; long lines are cut as serving
 cuts them), streamed; the teachers tag it and it joins the training data. Invalid UTF-8 or
 an empty file stops with FILE:LINE and exit code 2.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from models.config import TEACHER_VIEWS
 from pipeline.train import build_parser, not_a_run_folder, run_command
 
 
@@ -33,6 +36,11 @@ def parse_args(argv):
     parser.add_argument("--temperature", dest="temperature", type=float,
                         help="divide teacher and student CRF scores by T before comparing their "
                              "marginals; the soft loss is scaled by T squared (default 1)")
+    parser.add_argument("--teacher-view", dest="teacher_view", choices=TEACHER_VIEWS,
+                        help="the text the teachers' marginals are computed on: clean = once, "
+                             "as written (default); student = every epoch, with the same "
+                             "characters and bigrams turned <unk> (--unk-rate) that the "
+                             "student sees (one teacher pass over the data an epoch)")
     args = parser.parse_args(argv)
     for path in args.teachers:
         problem = not_a_run_folder("--teacher", path)

@@ -24,7 +24,7 @@ EXIT_DATA_ERROR, EXIT_INTERRUPTED = 2, 130
 # Fields with flags of their own (or set by pipeline.distill), not the generic --name NUMBER.
 _OWN_FLAGS = ("train", "dev", "test", "out", "bigrams", "strict", "lexicon", "lexicon_features",
               "data_format", "overlaps", "teachers", "unlabeled", "soft_weight",
-              "temperature", "lexicon_char_priors", "init_from")
+              "temperature", "teacher_view", "lexicon_char_priors", "init_from")
 
 
 # What a generic flag does, where its name does not say it.

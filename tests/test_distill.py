@@ -52,16 +52,19 @@ def test_student_is_an_ordinary_run_recording_its_teacher(trained_run, raw_text,
 
 
 def test_distillation_resumes_to_the_same_result_after_a_kill(trained_run, raw_text, tmp_path):
+    """With the teachers scoring the student's <unk> view: the masks an epoch draws, and so
+    its targets, must come back the same after the kill."""
     from models.run_files import load_run
 
     teacher, _ = trained_run
-    epochs, extra = 3, ("--unlabeled", str(raw_text))
+    epochs, extra = 3, ("--unlabeled", str(raw_text), "--teacher-view", "student")
     whole = tmp_path / "whole"
     assert distill(teacher, whole, epochs, *extra).returncode == 0
     resumed = tmp_path / "resumed"
     kill_at_epoch(distill_command(teacher, resumed, epochs, *extra), 2, epochs)
     result = distill(teacher, resumed, epochs, *extra, "--resume")
     assert result.returncode == 0 and "after epoch 2" in result.stdout, result.stderr[-2000:]
+    assert json.loads((whole / "config.json").read_text())["teacher_view"] == "student"
     history = [(out / "history.csv").read_text().splitlines() for out in (whole, resumed)]
     strip = [[",".join(row.split(",")[:-1]) for row in rows] for rows in history]  # no seconds
     assert strip[0] == strip[1]
@@ -81,6 +84,52 @@ def test_bad_unlabeled_file_is_named_with_exit_2(trained_run, tmp_path, content,
     result = distill(teacher, tmp_path / "s", 1, "--unlabeled", str(raw), timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"error: {raw}:{line}: {message}" in result.stderr
+
+
+def test_student_view_targets_are_the_teachers_marginals_on_the_masked_text(trained_run):
+    """No drops: the clean targets, exactly. Drops: each teacher's own char and bigram ids turn
+    <unk> at those positions (an input the teacher lacks is ignored), then the same marginals."""
+    from data.encoding import BIGRAM_IDS, CHAR_IDS
+    from data.formats import read_corpus
+    from data.marginals import crf_marginals
+    from data.vocab import UNK_ID
+    from models.distillation import load_teachers, student_view_targets, teacher_outputs
+    from models.tagger import emissions_function
+
+    teachers = load_teachers([str(trained_run[0])])
+    teacher = teachers[0]
+    texts = [s.text for s in read_corpus(FIXTURES / "dev.txt").sentences[:6]]
+    targets = student_view_targets(teachers, texts, temperature=2.0)
+    clean, _ = teacher_outputs(teachers, texts, with_tags=False, temperature=2.0)
+    indices = np.array([4, 1, 3])
+    width = max(len(texts[i]) for i in indices)
+    no_drops = targets(indices, {})
+    assert no_drops.shape == (3, width, len(teacher.tags))
+    for row, index in enumerate(indices):
+        np.testing.assert_allclose(no_drops[row, :len(texts[index])], clean[index], atol=1e-6)
+        assert not no_drops[row, len(texts[index]):].any()
+
+    rng = np.random.default_rng(0)
+    drops = {CHAR_IDS: rng.random((3, width)) < 0.3, BIGRAM_IDS: rng.random((3, width)) < 0.3,
+             "word_ids": np.ones((3, width), bool)}
+    inputs = teacher.encoder.encode_padded([texts[i] for i in indices])
+    assert CHAR_IDS in inputs and BIGRAM_IDS in inputs and "word_ids" not in inputs
+    for name in (CHAR_IDS, BIGRAM_IDS):
+        inputs[name][drops[name]] = UNK_ID
+    lengths = np.array([len(texts[i]) for i in indices])
+    emissions = emissions_function(teacher.model)(inputs).numpy()
+    expected = crf_marginals(emissions / 2.0, teacher.model.crf.transitions.numpy() / 2.0,
+                             lengths)
+    masked = targets(indices, drops)
+    np.testing.assert_allclose(masked, expected, atol=1e-6)
+    assert np.abs(masked - no_drops).max() > 1e-3  # the <unk> changed what the teacher says
+
+
+def test_teacher_view_must_be_known(trained_run, tmp_path):
+    result = run_module("pipeline.distill", "--teacher", trained_run[0], "--out", tmp_path / "s",
+                        "--teacher-view", "noisy")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--teacher-view: invalid choice: 'noisy'" in result.stderr
 
 
 def test_teacher_must_be_a_run_folder(tmp_path):

@@ -156,6 +156,52 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_checkpoint(tmp_path):
     assert state["epochs_done"] >= 1 and (out / "model.keras").exists()
 
 
+def test_view_targets_get_each_batch_and_the_positions_turned_unk():
+    """The soft targets of an epoch come from view_targets(indices, drops), batch by batch,
+    with drops exactly where the student's ids became <unk>; the inputs are those drawn
+    without it (the masks' random stream is unchanged)."""
+    from data.encoding import BIGRAM_IDS, CHAR_IDS
+    from data.tf_input import EncodedCorpus, training_dataset
+    from data.vocab import UNK_ID
+
+    lengths = [3, 7, 5, 9, 4, 6, 8]
+    # sentence k's ids are 10 * (k + 1) + position: never <unk>, and they name the sentence
+    chars = [10 * (k + 1) + np.arange(n, dtype=np.int32) for k, n in enumerate(lengths)]
+    corpus = EncodedCorpus(inputs={CHAR_IDS: chars, BIGRAM_IDS: [c + 1000 for c in chars]},
+                           tag_ids=[np.zeros(n, np.int32) for n in lengths],
+                           texts=["x" * n for n in lengths],
+                           soft_targets=[np.zeros((n, 3), np.float32) for n in lengths])
+    calls = []
+
+    def view_targets(indices, drops):
+        calls.append(list(indices))
+        targets = np.zeros((len(indices), max(lengths[i] for i in indices), 3), np.float32)
+        targets[..., 0] = drops[CHAR_IDS]
+        targets[..., 1] = drops[BIGRAM_IDS]
+        targets[..., 2] = np.asarray(indices)[:, None]
+        return targets
+
+    plain, steps = training_dataset(corpus, 3, seed=5, epoch=2, unk_rate=0.4)
+    viewed, _ = training_dataset(corpus, 3, seed=5, epoch=2, unk_rate=0.4,
+                                 view_targets=view_targets)
+    assert len(calls) == steps == 3 and sorted(sum(calls, [])) == list(range(len(lengths)))
+    dropped = 0
+    for (inputs, _), (viewed_inputs, (_, soft)) in zip(plain, viewed):
+        for name in (CHAR_IDS, BIGRAM_IDS):
+            np.testing.assert_array_equal(inputs[name].numpy(), viewed_inputs[name].numpy())
+        ids, soft = viewed_inputs[CHAR_IDS].numpy(), soft.numpy()
+        for row in range(len(ids)):
+            sentence = int(soft[row, 0, 2])
+            n = lengths[sentence]
+            real = ids[row, :n][ids[row, :n] != UNK_ID]
+            assert set(real // 10 - 1) <= {sentence}  # this row's targets are its sentence's
+            np.testing.assert_array_equal(soft[row, :n, 0], ids[row, :n] == UNK_ID)
+            np.testing.assert_array_equal(
+                soft[row, :n, 1], viewed_inputs[BIGRAM_IDS].numpy()[row, :n] == UNK_ID)
+            dropped += int(soft[row, :n, 0].sum())
+    assert 0 < dropped < sum(lengths)
+
+
 def test_small_training_sets_get_several_passes_per_epoch():
     from data.tf_input import passes_per_epoch
 
