@@ -138,12 +138,12 @@ def training_dataset(corpus: EncodedCorpus, batch_size: int, seed: int, epoch: i
     offsets = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])[:-1]])
     flat_tags = tf.constant(np.concatenate([tags.ravel() for _, tags, _ in padded]))
     flat_soft = None
-    if corpus.soft_targets is not None:  # distillation: (tag ids, teacher marginals) targets
+    if view_targets or corpus.soft_targets is not None:  # distillation: (tags, marginals)
         soft = ([view_targets(indices, drops) for indices, (_, _, drops) in zip(batches, padded)]
                 if view_targets else
                 [pad([corpus.soft_targets[i] for i in indices]) for indices in batches])
         flat_soft = tf.constant(np.concatenate([targets.ravel() for targets in soft]))
-        num_tags = corpus.soft_targets[0].shape[1]
+        num_tags = soft[0].shape[2]
     flat_inputs = {name: tf.constant(np.concatenate([batch[0][name].ravel() for batch in padded]))
                    for name in padded[0][0]}
     # values per character of each input: None for ids, the feature width for lexicon inputs

@@ -64,8 +64,6 @@ def teacher_outputs(teachers: list, texts: list[str], with_tags: bool = True,
     ids over the averaged emissions and transitions, or None without with_tags: labelled text
     keeps its own tags) per text. Dividing every score by one T leaves the Viterbi path as it
     is, so the hard tags do not depend on the temperature."""
-    from models.tagger import emissions_function
-
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     order = np.argsort(lengths, kind="stable")
     marginals = [None] * len(texts)
@@ -77,11 +75,9 @@ def teacher_outputs(teachers: list, texts: list[str], with_tags: bool = True,
         batch_lengths = lengths[indices]
         summed_marginals, summed_emissions = 0.0, 0.0
         for teacher in teachers:
-            inputs = teacher.encoder.encode_padded(batch_texts)
-            emissions = emissions_function(teacher.model)(inputs).numpy()
-            transitions_t = teacher.model.crf.transitions.numpy()
-            summed_marginals = summed_marginals + crf_marginals(
-                emissions / temperature, transitions_t / temperature, batch_lengths)
+            emissions, teacher_marginals = teacher_scores(
+                teacher, teacher.encoder.encode_padded(batch_texts), batch_lengths, temperature)
+            summed_marginals = summed_marginals + teacher_marginals
             summed_emissions = summed_emissions + emissions
         averaged = (summed_marginals / len(teachers)).astype(np.float32)
         for row, index in enumerate(indices):
@@ -92,6 +88,17 @@ def teacher_outputs(teachers: list, texts: list[str], with_tags: bool = True,
             for row, index in enumerate(indices):
                 tag_ids[index] = best[row, :batch_lengths[row]].astype(np.int32)
     return marginals, tag_ids if with_tags else None
+
+
+def teacher_scores(teacher, inputs: dict, lengths: np.ndarray, temperature: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """One teacher on a padded batch of its own encoded inputs: (emissions [batch, width,
+    tags], CRF marginals of emissions and transitions divided by temperature)."""
+    from models.tagger import emissions_function
+
+    emissions = emissions_function(teacher.model)(inputs).numpy()
+    transitions = teacher.model.crf.transitions.numpy()
+    return emissions, crf_marginals(emissions / temperature, transitions / temperature, lengths)
 
 
 def attach_teacher_targets(corpus, teachers: list, log=print, temperature: float = 1.0) -> None:
@@ -129,22 +136,19 @@ def student_view_targets(teachers: list, texts: list[str], temperature: float = 
     training sentences; scored on the noisy view they say how sure the tag is when a
     character is unknown (Beyer et al. 2022, "a good teacher is patient and consistent")."""
     from data.vocab import UNK_ID
-    from models.tagger import emissions_function
 
     chosen = teachers_for(texts, teachers)
-    transitions = [t.model.crf.transitions.numpy() / temperature for t in teachers]
 
     def targets(indices, drops):
         batch_texts = [texts[i] for i in indices]
         lengths = np.fromiter(map(len, batch_texts), dtype=np.int64, count=len(batch_texts))
         each = []
-        for teacher, teacher_transitions in zip(teachers, transitions):
+        for teacher in teachers:
             inputs = teacher.encoder.encode_padded(batch_texts)
             for name, drop in drops.items():
                 if name in inputs:
                     inputs[name] = np.where(drop, UNK_ID, inputs[name])
-            emissions = emissions_function(teacher.model)(inputs).numpy()
-            each.append(crf_marginals(emissions / temperature, teacher_transitions, lengths))
+            each.append(teacher_scores(teacher, inputs, lengths, temperature)[1])
         return np.stack([np.mean([each[k][row] for k in chosen[index]], axis=0)
                          for row, index in enumerate(indices)]).astype(np.float32)
     return targets

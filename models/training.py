@@ -285,8 +285,9 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
                for name, corpus in corpora.items()}
     view_targets = None
     if teachers:
+        # the student view scores each batch anew: clean-text targets would go unused
         add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log,
-                            config.temperature)
+                            config.temperature, clean_targets=config.teacher_view == "clean")
         model.soft_weight, model.temperature = config.soft_weight, config.temperature
         if config.teacher_view == "student":
             view_targets = student_view_targets(teachers, encoded["train"].texts,
@@ -327,13 +328,15 @@ def encode_training(config: TrainConfig, sentences, encoder, tags, log):
 
 
 def add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log,
-                        temperature: float = 1.0) -> None:
+                        temperature: float = 1.0, clean_targets: bool = True) -> None:
     """Soft targets on the training sentences, then the raw texts as teacher-tagged sentences
-    with theirs (deterministic: the same on a resumed run)."""
+    with theirs (deterministic: the same on a resumed run). Without clean_targets only the
+    raw texts' hard tags are added: the soft targets come per batch (the student view)."""
     from data.tf_input import encode_corpus
 
     train = encoded["train"]
-    attach_teacher_targets(train, teachers, log, temperature)
+    if clean_targets:
+        attach_teacher_targets(train, teachers, log, temperature)
     if unlabeled:
         sentences, marginals = pseudo_labelled(teachers, unlabeled, tags, temperature)
         extra = encode_corpus(sentences, encoder, tags)
@@ -341,7 +344,8 @@ def add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log,
             train.inputs[name] = train.inputs[name] + arrays
         train.tag_ids += extra.tag_ids
         train.texts += extra.texts
-        train.soft_targets += [m for m, s in zip(marginals, sentences) if s.text]
+        if clean_targets:
+            train.soft_targets += [m for m, s in zip(marginals, sentences) if s.text]
         log(f"training on {len(train)} sentences ({len(extra)} tagged by the teachers)")
 
 

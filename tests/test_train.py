@@ -169,8 +169,7 @@ def test_view_targets_get_each_batch_and_the_positions_turned_unk():
     chars = [10 * (k + 1) + np.arange(n, dtype=np.int32) for k, n in enumerate(lengths)]
     corpus = EncodedCorpus(inputs={CHAR_IDS: chars, BIGRAM_IDS: [c + 1000 for c in chars]},
                            tag_ids=[np.zeros(n, np.int32) for n in lengths],
-                           texts=["x" * n for n in lengths],
-                           soft_targets=[np.zeros((n, 3), np.float32) for n in lengths])
+                           texts=["x" * n for n in lengths])  # no precomputed targets
     calls = []
 
     def view_targets(indices, drops):
