@@ -15,18 +15,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data.files import DataError, decode_line
 from data.tags import TagShapeError, bio_to_bmes, invalid_transitions, is_bio, normalize_tag
 
 INLINE_SEPARATOR = "\\"
-
-
-class DataError(Exception):
-    """Bad input data; str() is `path:line: message`."""
-
-    def __init__(self, path: str | Path, line: int | None, message: str):
-        self.path, self.line, self.message = str(path), line, message
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {message}")
 
 
 @dataclass
@@ -48,6 +40,9 @@ class Corpus:
     overlaps_resolved: int = 0  # overlapping spans dropped by --overlaps keep-*
 
 
+FILE_UTF8_HINT = "the file must be UTF-8"
+
+
 def read_lines(path: str | Path, errors: str = "strict") -> list[str]:
     """Decode a whole file as UTF-8 (BOM allowed), naming the line of the first bad byte."""
     raw = Path(path).read_bytes()
@@ -55,10 +50,12 @@ def read_lines(path: str | Path, errors: str = "strict") -> list[str]:
         raw = raw[3:]
     try:
         text = raw.decode("utf-8", errors=errors)
-    except UnicodeDecodeError as error:
+    except UnicodeDecodeError as error:  # the whole file at once is fast; name the bad line
         line = raw.count(b"\n", 0, error.start) + 1
-        raise DataError(path, line, f"invalid UTF-8 (byte 0x{raw[error.start]:02x}); "
-                                    "the file must be UTF-8") from None
+        start = raw.rfind(b"\n", 0, error.start) + 1
+        decode_line(raw[start:raw.find(b"\n", error.start) % (len(raw) + 1)], path, line,
+                    hint=FILE_UTF8_HINT)
+        raise
     # splitlines() would also split on U+2028 and friends, which may be characters to tag.
     return [line.rstrip("\r") for line in text.split("\n")]
 

@@ -109,11 +109,14 @@ def _b64(array: np.ndarray) -> str:
 
 
 # -- sources ----------------------------------------------------------------------------------
-def read_word_list(path: str | Path) -> Lexicon:
+def read_word_list(path: str | Path, allowed_types: Sequence[str] | None = None,
+                   what: str = "types", type_required: bool = False) -> Lexicon:
     """A user's lexicon: one `word [frequency] [type]` per line (whitespace-separated, UTF-8).
 
     Blank lines and lines starting with `#` are skipped; a word listed again keeps its first
-    line. Any other problem stops with `FILE:LINE`.
+    line. Any other problem stops with `FILE:LINE`; so does a type not in allowed_types
+    (when given; `what` names them in the message) and, with type_required, a line without
+    one.
     """
     words, frequencies, types = [], [], []
     for number, line in enumerate(read_lines(path), 1):
@@ -136,12 +139,25 @@ def read_word_list(path: str | Path) -> Lexicon:
                     raise DataError(path, number, f"frequency {fields[1]!r} must be positive")
         if len(fields) == 3:
             word_type = fields[2]
+        if allowed_types is not None:
+            _check_word_type(path, number, word, word_type, allowed_types, what, type_required)
         words.append(word)
         frequencies.append(frequency)
         types.append(word_type)
     if not words:
         raise DataError(path, None, "empty lexicon: no words")
     return _first_of_each(words, frequencies, types, None, Path(path).name)
+
+
+def _check_word_type(path, number: int, word: str, word_type: str, types: Sequence[str],
+                     what: str, type_required: bool) -> None:
+    known = ", ".join(types)
+    if word_type == UNTYPED and type_required and UNTYPED not in types:
+        raise DataError(path, number, f"{word!r} has no type: give one of this model's {what} "
+                                      f"({known})")
+    if word_type not in types and not (word_type == UNTYPED and not type_required):
+        raise DataError(path, number, f"type {word_type!r} is not one of this model's {what} "
+                                      f"({known})")
 
 
 def parse_jieba_dict(data: bytes, name: str = JIEBA_DICT) -> Lexicon:

@@ -84,6 +84,17 @@ class LexiconFeatures:
         return LexiconFeatures(lexicon, self.kind, self.word_vocab, self.top_k,
                                self.frequency_classes, self.char_prior_chars)
 
+    def with_added_words(self, lexicon: Lexicon) -> "LexiconFeatures":
+        """The features over a lexicon that holds this one's words and more (a user's list
+        added at load time): new words are read as if they had been in the lexicon, while the
+        frequency classes keep this lexicon's cut points, which the model was trained on."""
+        features = self.with_lexicon(lexicon)
+        if self.frequency_classes:
+            cuts = frequency_cuts(self.lexicon.frequencies, self.frequency_classes)
+            features.word_frequency_class = np.searchsorted(
+                cuts, lexicon.frequencies, side="right").astype(np.int64)
+        return features
+
     @property
     def num_flags(self) -> int:
         return len(SETS) * self._flags_per_set if self.uses_flags else 0
@@ -193,8 +204,12 @@ def frequency_class_of(frequencies: np.ndarray, classes: int) -> np.ndarray:
     top class."""
     if frequencies.size == 0:
         return np.zeros(0, np.int64)
-    cuts = np.quantile(frequencies, np.arange(1, classes) / classes)
-    return np.searchsorted(cuts, frequencies, side="right").astype(np.int64)
+    return np.searchsorted(frequency_cuts(frequencies, classes), frequencies,
+                           side="right").astype(np.int64)
+
+
+def frequency_cuts(frequencies: np.ndarray, classes: int) -> np.ndarray:
+    return np.quantile(frequencies, np.arange(1, classes) / classes)
 
 
 def set_members(matches: LexiconMatches) -> tuple[np.ndarray, ...]:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.formats import DataError, Sentence
+from data.files import text_lines
+from data.formats import FILE_UTF8_HINT, DataError, Sentence
 from data.marginals import crf_marginals
 from data.pieces import piece_bounds
 from data.viterbi import viterbi_decode
@@ -31,16 +32,7 @@ def read_unlabeled(paths: list[str], max_len: int) -> list[str]:
     for path in paths:
         found = False
         with open(path, "rb") as stream:
-            for number, raw in enumerate(stream, 1):
-                raw = raw.rstrip(b"\n").rstrip(b"\r")
-                if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                    raw = raw[3:]
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise DataError(path, number, f"invalid UTF-8 (byte 0x{raw[error.start]:02x}"
-                                                  f" at byte {error.start + 1} of the line); "
-                                                  "the file must be UTF-8") from None
+            for text in text_lines(path, stream, hint=FILE_UTF8_HINT):
                 if text.strip():
                     found = True
                     texts += [text[start:end] for start, end in piece_bounds(text, max_len)]

@@ -19,6 +19,9 @@ fresh worker process of its own (so peak RSS is its own), one after another:
                   serve_tag_interleaved: serve.tag on the file for every model in turn,
                   --rounds times, so their ratio is measured under the same load (with
                   --big-chars also serve_tag_big_interleaved, --rounds / 3 rounds)
+  --variant NAME=FLAGS: serve.tag with extra flags (--no-scores, --words FILE) on the same
+                  model, interleaved with the plain command (serve_tag_variants): what an
+                  option costs, measured under the same load
 For each: end-to-end chars/s (text in, entity spans out), model-only chars/s, batch-1
 latency p50/p99 for a 50-character sentence, peak RSS, entity F1. Also: the LSTM's achieved
 GFLOP/s against a measured fp32 matmul peak, and ORT thread/process layouts.
@@ -147,27 +150,23 @@ def ort_path(spec: dict) -> dict:
     tagger = Tagger.load(spec["model"], spec.get("device", "cpu"), spec.get("threads", 1))
     texts, gold = load_texts(Path(spec["data"]))
 
-    names = np.array(tagger.tags, dtype=object)
-
     def tag_all(texts_in):
-        flat, lengths = tagger.tag_flat(texts_in, BATCH_SIZE)
-        entities = tagger.entities(texts_in, flat, lengths)
-        return flat, lengths, entities
+        tagged = tagger.tag_batch(texts_in, BATCH_SIZE, scores=spec.get("scores", True))
+        return tagged, tagger.entities(tagged)
 
     tag_all(texts[:256])
     lengths = np.array([len(t) for t in texts])
-    encoded = [tagger._encode_batch([texts[i] for i in batch])
-               for batch in sorted_batches(lengths)]
-    model_seconds, _ = timed(lambda: [tagger.session.run(["emissions"], inputs)
-                                      for inputs in encoded], spec["repeats"])
-    e2e_seconds, (flat, lengths, _) = timed(lambda: tag_all(texts), spec["repeats"])
+    batches = [[texts[i] for i in batch] for batch in sorted_batches(lengths)]
+    model_seconds, _ = timed(lambda: [tagger.emissions(batch, BATCH_SIZE) for batch in batches],
+                             spec["repeats"])
+    e2e_seconds, (tagged, _) = timed(lambda: tag_all(texts), spec["repeats"])
     lexicon_seconds = lexicon_time(tagger, texts, lengths, spec["repeats"])
     latencies = []
     for _ in range(spec["latency_runs"]):
         started = time.perf_counter()
         tag_all([LATENCY_TEXT])
         latencies.append(time.perf_counter() - started)
-    predicted = [names[ids].tolist() for ids in np.split(flat, np.cumsum(lengths)[:-1])]
+    predicted = [names.tolist() for names in tagger.tag_names(tagged)]
     result = finish_measure(texts, gold, predicted, e2e_seconds, model_seconds, latencies)
     if lexicon_seconds is not None:
         result["lexicon_share"] = lexicon_seconds / e2e_seconds
@@ -229,8 +228,11 @@ def interleaved_file_path(spec: dict) -> dict:
     out = Path(spec["out"]) / "bench_output.jsonl"
     models = spec["models"]  # name -> .onnx, "main" first
 
+    flags = spec.get("flags", {})  # name -> extra serve.tag flags (same model, other options)
+
     def argv(name: str) -> list[str]:
-        return [spec["text_file"], "--model", models[name], "-o", str(out), "--quiet"]
+        return [spec["text_file"], "--model", models[name], "-o", str(out), "--quiet",
+                *flags.get(name, [])]
 
     for name in models:
         tag.main(argv(name))  # warm-up (also page cache)
@@ -416,7 +418,7 @@ def write_report(out: Path, report: dict) -> None:
                 rows.append(f"{path} / {path}[{name}]: "
                             f"{ours['e2e_chars_per_s'] / theirs['e2e_chars_per_s']:.1%} on "
                             f"{ours['chars']:,} characters ({name}: {other}).")
-    for path in ("serve_tag_interleaved", "serve_tag_big_interleaved"):
+    for path in ("serve_tag_interleaved", "serve_tag_big_interleaved", "serve_tag_variants"):
         interleaved = report["paths"].get(path, {})
         for name, ratios in interleaved.get("ratios", {}).items():
             rows.append(f"{path}, main / {name}: median {np.median(ratios):.1%} (rounds "
@@ -534,6 +536,10 @@ def main(argv=None) -> int:
                         help="also time serve.tag and serve.distributed (Ray, 1x2 and 2x1) on "
                         "the data repeated to this many characters, start-up included "
                         "(e.g. 20000000)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                        help="serve.tag with these extra flags on the same model, interleaved "
+                        "with the plain command (row serve_tag_variants), e.g. "
+                        "no-scores=--no-scores or words='--words FILE'")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite bench.md and bench.png from an existing bench.json")
     args = parser.parse_args(argv)
@@ -614,6 +620,14 @@ def main(argv=None) -> int:
                                              "models": models}
         if args.compare and not args.paths:
             chosen.append("serve_tag_big_interleaved")
+    if args.variant:
+        variants = dict(item.partition("=")[::2] for item in args.variant)
+        plan["serve_tag_variants"] = {
+            "kind": "interleaved", "text_file": str(text_file), "rounds": max(args.rounds, 1),
+            "models": {"main": str(model), **{name: str(model) for name in variants}},
+            "flags": {name: flags.split() for name, flags in variants.items()}}
+        if not args.paths:
+            chosen.append("serve_tag_variants")
     unknown = [name for name in chosen if name not in plan]
     if unknown:
         print(f"error: --paths: unknown {', '.join(unknown)} (known: {', '.join(plan)})",

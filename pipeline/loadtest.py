@@ -193,11 +193,11 @@ def main(argv=None) -> int:
         if not needed.exists():
             print(f"error: {needed}: not found", file=sys.stderr)
             return 2
-    from serve.records import tag_records
+    from serve.records import TagOptions, tag_records
     from serve.tagger import Tagger
 
     texts = texts_of(args.data)
-    expected = dict(zip(texts, tag_records(Tagger.load(args.model), texts, 64, "jsonl")))
+    expected = dict(zip(texts, tag_records(Tagger.load(args.model), texts, TagOptions())))
     report = {"model": str(args.model), "machine": machine_name(), "cpus": os.cpu_count(),
               "runs": []}
     for max_batch in args.max_batch.split(","):

@@ -28,7 +28,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from data.files import DataError, check_input_file, check_output, text_lines, write_text_atomic
 from data.quiet import stderr_filtered
+from serve.arguments import (add_errors_argument, add_model_argument, add_score_arguments,
+                             add_word_list_arguments, positive)
+from serve.records import BLOCK_CHARS, blocks
 
 SHARD_BYTES = 8 << 20  # ~2.7M Chinese characters: enough to batch well, many shards per GB
 MANIFEST = "manifest.json"
@@ -89,26 +93,12 @@ def _count_newlines(stream, start: int, end: int, chunk: int = 1 << 22) -> int:
 
 
 def shard_lines(data: bytes, shard: Shard, errors: str) -> list[str]:
-    """The shard's lines as text, as serve.tag reads them (line ends and a first-line BOM
-    dropped), or InputError naming FILE:LINE for invalid UTF-8."""
-    from serve.tag import InputError
-
+    """The shard's lines as text, read as serve.tag reads them, or DataError naming FILE:LINE
+    for invalid UTF-8."""
     raw_lines = data.split(b"\n")
     if raw_lines and raw_lines[-1] == b"":
         raw_lines.pop()  # the newline ending the shard's last line
-    lines = []
-    for offset, raw in enumerate(raw_lines):
-        raw = raw.rstrip(b"\r")
-        if shard.first_line + offset == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        try:
-            lines.append(raw.decode("utf-8", errors=errors))
-        except UnicodeDecodeError as error:
-            raise InputError(shard.path, shard.first_line + offset,
-                             f"invalid UTF-8 (byte 0x{raw[error.start]:02x} at byte "
-                             f"{error.start + 1} of the line); the input must be UTF-8, or pass "
-                             "--errors replace") from None
-    return lines
+    return list(text_lines(shard.path, raw_lines, errors, shard.first_line))
 
 
 class ShardTagger:
@@ -120,12 +110,16 @@ class ShardTagger:
     SETTINGS: dict = {}
 
     def __init__(self):
+        from serve.records import TagOptions
         from serve.tagger import Tagger
 
         settings = self.SETTINGS
-        self.tagger = Tagger.load(settings["model"], "cpu", settings["threads"])
+        self.tagger = Tagger.load(settings["model"], "cpu", settings["threads"],
+                                  settings["words"], settings["force_words"])
         self.out, self.output_format = Path(settings["out"]), settings["output_format"]
         self.errors, self.batch_chars = settings["errors"], settings["batch_chars"]
+        self.options = TagOptions("jsonl", scores=settings["scores"],
+                                  min_score=settings["min_score"])
         self.calls = 0
 
     def __call__(self, batch: dict) -> dict:
@@ -135,7 +129,7 @@ class ShardTagger:
         return {key: [summary[key] for summary in summaries] for key in summaries[0]}
 
     def tag_shard(self, shard: Shard) -> dict:
-        from serve.tag import InputError
+        from serve.records import write_records
 
         self._maybe_fail()
         with open(shard.path, "rb") as stream:
@@ -143,35 +137,28 @@ class ShardTagger:
             data = stream.read(shard.end - shard.start)
         try:
             texts = shard_lines(data, shard, self.errors)
-        except InputError as error:
+        except DataError as error:
             return {"shard": shard.output_name(self.output_format), "records": 0, "chars": 0,
                     "error": str(error)}
         records = self.tag_texts(texts)
         for offset, record in enumerate(records):
             record["path"], record["line"] = shard.path, shard.first_line + offset
         name = shard.output_name(self.output_format)
-        write_records(self.out / name, records, self.output_format)
+        write_records(self.out / name, records, self.output_format, self.options.scores)
         chars = sum(map(len, texts))
-        done = {"shard": asdict(shard), "records": len(records), "chars": chars}
-        _write_atomic(self.out / DONE_DIR / f"{name}.json", json.dumps(done))
+        done = {"shard": asdict(shard), "records": len(records), "chars": chars,
+                "settings": self.SETTINGS["settings"]}
+        (self.out / DONE_DIR).mkdir(exist_ok=True)
+        write_text_atomic(self.out / DONE_DIR / f"{name}.json", json.dumps(done))
         return {"shard": name, "records": len(records), "chars": chars, "error": ""}
 
     def tag_texts(self, texts: list[str]) -> list[dict]:
         """Blocks of about batch_chars characters through serve.tag's own tagging."""
-        records, block, size = [], [], 0
-        for text in texts:
-            block.append(text)
-            size += len(text)
-            if size >= self.batch_chars:
-                records += self._records(block)
-                block, size = [], 0
-        return records + (self._records(block) if block else [])
-
-    def _records(self, texts: list[str]) -> list[dict]:
         from serve.records import tag_records
 
         return [{"path": None, "line": None, **record}
-                for record in tag_records(self.tagger, texts, 64, "jsonl")]
+                for block in blocks(texts, self.batch_chars, len(texts) + 1)
+                for record in tag_records(self.tagger, block, self.options)]
 
     def _maybe_fail(self) -> None:
         """Fault injection: with NER_DISTRIBUTED_FAIL_ONCE=MARKER:N, the first actor to reach
@@ -191,42 +178,18 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def write_records(path: Path, records: list[dict], output_format: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    if output_format == "jsonl":
-        with open(partial, "w", encoding="utf-8", newline="\n") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        entity = pa.struct([("type", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
-                            ("text", pa.string())])
-        schema = pa.schema([("path", pa.string()), ("line", pa.int64()), ("text", pa.string()),
-                            ("entities", pa.list_(entity))])
-        pq.write_table(pa.Table.from_pylist(records, schema=schema), partial)
-    os.replace(partial, path)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-
-
-def finished(out: Path, shard: Shard, output_format: str) -> dict | None:
+def finished(out: Path, shard: Shard, output_format: str, settings: dict) -> dict | None:
     """The done marker of a shard tagged by an earlier run of the same job, if any."""
     name = shard.output_name(output_format)
     marker = out / DONE_DIR / f"{name}.json"
     if not (marker.exists() and (out / name).exists()):
         return None
     done = json.loads(marker.read_text(encoding="utf-8"))
-    return done if done["shard"] == asdict(shard) else None
+    same = done["shard"] == asdict(shard) and done.get("settings") == settings
+    return done if same else None
 
 
-def model_digest(model: Path) -> str:
+def file_digest(model: Path) -> str:
     digest = hashlib.sha256()
     with open(model, "rb") as stream:
         for chunk in iter(lambda: stream.read(1 << 22), b""):
@@ -239,20 +202,21 @@ def parse_args(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="text files, one text a line")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--model", type=Path,
-                        help="exported .onnx (default $NER_MODEL or the newest models/*.onnx)")
+    add_model_argument(parser)
+    add_word_list_arguments(parser)
+    add_score_arguments(parser)
     parser.add_argument("--address", help="Ray cluster address (`auto`, host:port); default "
                         "$RAY_ADDRESS, else a local Ray on this machine")
-    parser.add_argument("--actors", type=int, help="tagging actors (default: CPUs / threads)")
-    parser.add_argument("--threads-per-actor", type=int, default=1,
+    parser.add_argument("--actors", type=positive,
+                        help="tagging actors (default: CPUs / threads)")
+    parser.add_argument("--threads-per-actor", type=positive, default=1,
                         help="CPUs, and ONNX Runtime threads, per actor (default 1)")
-    parser.add_argument("--batch-chars", type=int, default=32_768,
-                        help="characters tagged together inside an actor (default 32768)")
-    parser.add_argument("--shard-bytes", type=int, default=SHARD_BYTES,
+    parser.add_argument("--batch-chars", type=positive, default=BLOCK_CHARS,
+                        help=f"characters tagged together inside an actor (default {BLOCK_CHARS})")
+    parser.add_argument("--shard-bytes", type=positive, default=SHARD_BYTES,
                         help=f"bytes per shard (default {SHARD_BYTES})")
     parser.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
-    parser.add_argument("--errors", choices=["strict", "replace"], default="strict",
-                        help="invalid UTF-8: stop with FILE:LINE (default) or use U+FFFD")
+    add_errors_argument(parser)
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
 
@@ -264,20 +228,17 @@ def default_actors(cpus: int, threads: int) -> int:
 
 
 def main(argv=None) -> int:
+    from serve.providers import DeviceError
     from serve.tagger import ModelError, checked_model_path
 
     args = parse_args(argv)
-    for path in args.inputs:
-        if not Path(path).is_file():
-            print(f"error: {path}: no such file", file=sys.stderr)
-            return 2
     try:  # before Ray starts
-        model = checked_model_path(args.model)
-    except ModelError as error:
+        for path in args.inputs:
+            check_input_file(path)
+        check_output(args.out, create_parent=True, folder=True)
+        model = checked_model_path(args.model, args.words, args.force_words)
+    except (DataError, DeviceError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    if args.out.exists() and not args.out.is_dir():
-        print(f"error: {args.out}: exists and is not a folder", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / MANIFEST).unlink(missing_ok=True)  # a job under way is not a finished one
@@ -289,12 +250,29 @@ def main(argv=None) -> int:
         return 130
 
 
+def tagging_settings(args) -> dict:
+    """What decides the records besides the model: kept in each shard's done marker (a rerun
+    with other settings tags the shard again) and in the manifest."""
+    return {"scores": args.scores, "min_score": args.min_score,
+            "words": word_list_provenance(args.words),
+            "force_words": word_list_provenance(args.force_words)}
+
+
+def word_list_provenance(path: Path | None) -> dict | None:
+    if path is None:
+        return None
+    return {"path": str(path), "sha256": file_digest(path),
+            "words": sum(1 for line in path.read_text(encoding="utf-8").splitlines()
+                         if line.split() and not line.split()[0].startswith("#"))}
+
+
 def run(args, model: Path) -> int:
     import ray
 
     started = time.perf_counter()
     shards = plan_shards([str(Path(p)) for p in args.inputs], args.shard_bytes)
-    done = {s: finished(args.out, s, args.format) for s in shards}
+    settings = tagging_settings(args)
+    done = {s: finished(args.out, s, args.format, settings) for s in shards}
     todo = [s for s in shards if done[s] is None]
     address = args.address or os.environ.get("RAY_ADDRESS")
     # Ray's C++ core logs an error-level note for every Ray Data actor (its constructor
@@ -312,18 +290,19 @@ def run(args, model: Path) -> int:
             print(f"{len(shards)} shards ({len(shards) - len(todo)} done before), {actors} "
                   f"actors x {args.threads_per_actor} threads on "
                   f"{'this machine' if not address else address}", file=sys.stderr)
-        results = tag_shards(args, model, todo, actors) if todo else []
+        results = tag_shards(args, model, todo, actors, settings) if todo else []
     finally:
         ray.shutdown()
     errors = [r["error"] for r in results if r["error"]]
     if errors:
         print(f"error: {sorted(errors)[0]}", file=sys.stderr)
         return 2
-    write_manifest(args, model, shards, time.perf_counter() - started)
+    write_manifest(args, model, shards, settings, time.perf_counter() - started)
     return 0
 
 
-def tag_shards(args, model: Path, shards: list[Shard], actors: int) -> list[dict]:
+def tag_shards(args, model: Path, shards: list[Shard], actors: int,
+               settings: dict) -> list[dict]:
     import ray.data
 
     # Ray Data reports progress as log lines when stderr is no terminal: keep them for a
@@ -337,7 +316,9 @@ def tag_shards(args, model: Path, shards: list[Shard], actors: int) -> list[dict
                                   override_num_blocks=len(shards))
     tagger_class = shard_tagger_class(
         model=str(model), threads=args.threads_per_actor, out=str(args.out),
-        output_format=args.format, errors=args.errors, batch_chars=args.batch_chars)
+        output_format=args.format, errors=args.errors, batch_chars=args.batch_chars,
+        words=args.words and str(args.words), force_words=args.force_words and
+        str(args.force_words), scores=args.scores, min_score=args.min_score, settings=settings)
     tagged = dataset.map_batches(tagger_class, batch_size=1, num_cpus=args.threads_per_actor,
                                  compute=ray.data.ActorPoolStrategy(size=actors))
     results = []
@@ -348,22 +329,24 @@ def tag_shards(args, model: Path, shards: list[Shard], actors: int) -> list[dict
     return results
 
 
-def write_manifest(args, model: Path, shards: list[Shard], seconds: float) -> None:
+def write_manifest(args, model: Path, shards: list[Shard], settings: dict,
+                   seconds: float) -> None:
     inputs = {}
     for shard in shards:
-        done = finished(args.out, shard, args.format)
+        done = finished(args.out, shard, args.format, settings)
         entry = inputs.setdefault(shard.path, {"path": shard.path, "bytes": 0, "records": 0,
                                                "chars": 0, "shards": []})
         entry["bytes"] += shard.end - shard.start
         entry["records"] += done["records"]
         entry["chars"] += done["chars"]
         entry["shards"].append(shard.output_name(args.format))
-    manifest = {"model": str(model), "model_sha256": model_digest(model),
-                "format": args.format, "inputs": list(inputs.values()),
+    manifest = {"model": str(model), "model_sha256": file_digest(model),
+                "format": args.format, **settings, "inputs": list(inputs.values()),
                 "records": sum(e["records"] for e in inputs.values()),
                 "chars": sum(e["chars"] for e in inputs.values()),
                 "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _write_atomic(args.out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(args.out / MANIFEST,
+                      json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     if not args.quiet:
         print(f"tagged {manifest['records']} lines, {manifest['chars']} characters in "
               f"{seconds:.1f}s ({manifest['chars'] / max(seconds, 1e-9):,.0f} chars/s); "

@@ -6,6 +6,9 @@ interval from a paired bootstrap over the sentences (the same resamplings for bo
 so a gap on dev can be told from chance before it decides anything.
 With `--seen-in TRAIN`: the scores also split by whether an entity's text and type occur
 among TRAIN's entities (names the model was trained on) or not (new names).
+With `--calibration`: how far the entity scores can be trusted (expected calibration error,
+average precision of ranking by score, beside the max-marginal heuristic; precision and
+recall by --min-score threshold), and with `--plot PNG` the reliability diagram.
 """
 from __future__ import annotations
 
@@ -14,12 +17,14 @@ import json
 import sys
 from pathlib import Path
 
+from data.files import check_output
 from data.formats import DataError, read_corpus
 from data.metrics import (corpus_entities, entity_scores, format_comparison, format_scores,
                           paired_bootstrap, seen_split_scores)
-from serve.arguments import positive
+from serve.arguments import add_model_argument, add_word_list_arguments, positive
+from serve.calibration import calibration_report, format_calibration, plot_reliability
 from serve.providers import DEVICES, DeviceError
-from serve.tagger import Tagger, default_model_path
+from serve.tagger import ModelError, Tagger, load_tagger, model_path
 
 
 def evaluate(tagger: Tagger, data: Path, seen: set | None = None) -> dict:
@@ -51,8 +56,9 @@ def scores_of(sentences, predicted: list[list[str]], seen: set | None) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serve.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, help="exported .onnx (default: newest models/*.onnx)")
+    add_model_argument(parser)
     parser.add_argument("--data", type=Path, required=True, help="tagged data file")
+    add_word_list_arguments(parser)
     parser.add_argument("--device", choices=DEVICES, default="cpu")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.add_argument("--compare", type=Path, metavar="OTHER.onnx",
@@ -63,30 +69,44 @@ def main(argv=None) -> int:
     parser.add_argument("--seen-in", type=Path, metavar="TRAIN",
                         help="also score the entities whose text and type occur among this "
                         "tagged file's entities (seen) apart from the others (unseen)")
+    parser.add_argument("--calibration", action="store_true",
+                        help="also report how well entity scores are calibrated")
+    parser.add_argument("--plot", type=Path, metavar="PNG",
+                        help="with --calibration: write the reliability diagram here")
     args = parser.parse_args(argv)
-    model = args.model or default_model_path()
-    if model is None:
-        print("error: no model: pass --model PATH.onnx", file=sys.stderr)
-        return 2
     try:
+        if args.plot:
+            check_output(args.plot)
         seen = corpus_entities(read_corpus(args.seen_in).sentences) if args.seen_in else None
-        tagger = Tagger.load(model, args.device)
+        model = model_path(args.model)
+        tagger = load_tagger(model, args.device, None, args.words, args.force_words)
         if args.compare:
-            result = compare(tagger, Tagger.load(args.compare, args.device), args.data,
-                             args.samples, args.seed, seen)
+            result = compare(tagger, Tagger.load(args.compare, args.device, None, args.words,
+                                                 args.force_words),
+                             args.data, args.samples, args.seed, seen)
         else:
             result = evaluate(tagger, args.data, seen)
-    except (DataError, DeviceError, FileNotFoundError, ValueError) as error:
+        if args.calibration:
+            sentences = read_corpus(args.data).sentences
+            result["calibration"] = calibration_report(tagger, [s.text for s in sentences],
+                                                       [s.tags for s in sentences])
+    except (DataError, DeviceError, ModelError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.plot and args.calibration:
+        plot_reliability(result["calibration"], args.plot)
     if args.json:
         print(json.dumps(result, indent=2))
-    elif args.compare:
-        print(f"{model}\n{format_scores(result['scores'])}\n\n{args.compare}\n"
+        return 0
+    scores = result.get("scores", result)
+    if args.compare:
+        print(f"{model}\n{format_scores(scores)}\n\n{args.compare}\n"
               f"{format_scores(result['compare_scores'])}\n\n"
               f"{format_comparison(result['comparison'], model.name, args.compare.name)}")
     else:
-        print(format_scores(result))
+        print(format_scores(scores))
+    if args.calibration:
+        print(f"\n{format_calibration(result['calibration'])}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """`python -m serve.http --model M.onnx`: tag text over HTTP, concurrent requests batched.
 
-POST /v1/tag  {"texts": ["...", ...], "format": "entities" | "bmeo"}  ->  {"results": [...]}
-  one result per text, in order, each exactly what serve.tag writes for that text (entities:
-  {"text", "entities": [{"type", "start", "end", "text"}]}; bmeo: the line of tags).
+POST /v1/tag  {"texts": ["...", ...], "format": "entities" | "bmeo", "min_score": P}
+  ->  {"results": [...]}: one result per text, in order, each exactly what serve.tag writes
+  for that text (entities: {"text", "entities": [{"type", "start", "end", "text", "score"}]};
+  bmeo: the line of tags); entities scored below min_score (optional) are left out.
 GET /healthz (alive), /readyz (model loaded and warmed up), /metrics (Prometheus text).
 
 Requests are gathered by a micro-batcher: a model batch is flushed when it holds --max-batch
@@ -24,9 +25,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from serve.arguments import positive
+from serve.arguments import (add_model_argument, add_score_arguments, add_word_list_arguments,
+                             positive)
+from serve.records import REQUEST_FORMATS, TagOptions
 
-FORMATS = {"entities": "jsonl", "bmeo": "bmeo"}  # request format -> serve.tag's format
 RETRY_AFTER_SECONDS = 1
 
 
@@ -37,7 +39,7 @@ class QueueFull(Exception):
 class MicroBatcher:
     """Gathers requests' texts into model batches; each caller awaits its own results.
 
-    `tag_batch(texts, output_format) -> records` runs on one worker thread, so the event loop
+    `tag_batch(texts, options) -> records` runs on one worker thread, so the event loop
     keeps accepting and queueing while the model works; the next batch is whatever queued
     meanwhile, up to max_batch texts (a request is never split: one larger than max_batch
     makes a batch of its own).
@@ -52,11 +54,11 @@ class MicroBatcher:
     def waiting(self) -> int:
         return self.queue.qsize()
 
-    async def submit(self, texts: list[str], output_format: str) -> list:
+    async def submit(self, texts: list[str], options: TagOptions) -> list:
         if self.queue.qsize() >= self.max_queue:
             raise QueueFull
         future = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait((texts, output_format, future))
+        self.queue.put_nowait((texts, options, future))
         self.metrics.queue_depth.set(self.queue.qsize())
         return await future
 
@@ -83,14 +85,14 @@ class MicroBatcher:
             await self._run_batch(loop, batch, count)
 
     async def _run_batch(self, loop, batch, count) -> None:
-        # One model call per output format present (almost always one).
-        for output_format in {item[1] for item in batch}:
-            items = [item for item in batch if item[1] == output_format]
+        # One model call per kind of request present (almost always one).
+        for options in dict.fromkeys(item[1] for item in batch):
+            items = [item for item in batch if item[1] == options]
             texts = [text for item in items for text in item[0]]
             self.metrics.batch_size.observe(len(texts))
             try:
                 records = await loop.run_in_executor(self.executor, self.tag_batch, texts,
-                                                     output_format)
+                                                     options)
             except Exception as error:  # the callers answer 500; the service stays up
                 for _, _, future in items:
                     if not future.done():
@@ -119,6 +121,9 @@ class Metrics:
                                     registry=self.registry)
         self.queue_depth = Gauge("ner_queue_depth", "Requests waiting for a model batch",
                                  registry=self.registry)
+        self.words_loaded = Gauge("ner_words_loaded", "Words of the user's lists loaded at "
+                                  "start-up (words: joined the lexicon; force_words: forced)",
+                                  ["list"], registry=self.registry)
         self.in_progress = Gauge("ner_tag_requests_in_progress",
                                  "POST /v1/tag requests accepted and not yet answered",
                                  registry=self.registry)
@@ -142,8 +147,11 @@ async def read_body(request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_request(body: bytes) -> tuple[list[str], str]:
-    """(texts, serve.tag format) or ValueError with a message that quotes nothing sent."""
+REQUEST_FIELDS = ("texts", "format", "min_score")
+
+
+def parse_request(body: bytes, defaults: TagOptions) -> tuple[list[str], TagOptions]:
+    """(texts, how to tag them) or ValueError with a message that quotes nothing sent."""
     try:
         value = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -154,17 +162,27 @@ def parse_request(body: bytes) -> tuple[list[str], str]:
     if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
         raise ValueError("`texts` must be a list of strings")
     requested = value.get("format", "entities")
-    if requested not in FORMATS:
+    if requested not in REQUEST_FORMATS:
         raise ValueError("`format` must be \"entities\" or \"bmeo\"")
-    unknown = sorted(set(value) - {"texts", "format"})
+    min_score = value.get("min_score", defaults.min_score)
+    if min_score is not None and (isinstance(min_score, bool) or
+                                  not isinstance(min_score, (int, float)) or
+                                  not 0 <= min_score <= 1):
+        raise ValueError("`min_score` must be a number from 0 to 1")
+    unknown = sorted(set(value) - set(REQUEST_FIELDS))
     if unknown:
-        raise ValueError(f"unknown field(s): {len(unknown)} (expected `texts` and `format`)")
-    return texts, FORMATS[requested]
+        raise ValueError(f"unknown field(s): {len(unknown)} (expected `texts`, `format` and "
+                         "`min_score`)")
+    options = TagOptions(REQUEST_FORMATS[requested], defaults.batch_size, defaults.scores,
+                         None if min_score is None else float(min_score))
+    return texts, options
 
 
 def create_app(model: Path, max_batch: int = 64, max_wait_ms: float = 5.0,
                max_queue: int = 1024, max_body_bytes: int = 1 << 20, threads: int | None = None,
-               batch_size: int | None = None):
+               batch_size: int | None = None, words: Path | None = None,
+               force_words: Path | None = None, scores: bool = True,
+               min_score: float | None = None):
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
@@ -176,16 +194,19 @@ def create_app(model: Path, max_batch: int = 64, max_wait_ms: float = 5.0,
 
     metrics = Metrics()
     state = {"tagger": None, "ready": False, "error": None}
+    defaults = TagOptions("jsonl", batch_size or DEFAULT_BATCH_SIZE, scores, min_score)
 
-    def tag_batch(texts, output_format):
-        return tag_records(state["tagger"], texts, batch_size or DEFAULT_BATCH_SIZE,
-                           output_format)
+    def tag_batch(texts, options):
+        return tag_records(state["tagger"], texts, options)
 
     def load_and_warm():
         try:
-            state["tagger"] = Tagger.load(model, "cpu", threads)
-            tag_records(state["tagger"], ["预热文本。"] * 4, 4, "jsonl")  # warm-up
-            state["ready"] = True
+            tagger = Tagger.load(model, "cpu", threads, words, force_words)
+            tag_records(tagger, ["预热文本。"] * 4, defaults)  # warm-up
+            metrics.words_loaded.labels(list="words").set(tagger.words_added)
+            metrics.words_loaded.labels(list="force_words").set(
+                tagger.forced.count if tagger.forced else 0)
+            state["tagger"], state["ready"] = tagger, True
         except Exception as error:  # reported by /readyz, and the process exits 2
             state["error"] = f"{type(error).__name__}: {error}"
 
@@ -216,7 +237,8 @@ def create_app(model: Path, max_batch: int = 64, max_wait_ms: float = 5.0,
                 return answer("/v1/tag", 503, {"error": "the model is loading; retry shortly"},
                               {"Retry-After": str(RETRY_AFTER_SECONDS)})
             try:
-                texts, output_format = parse_request(await read_body(request, max_body_bytes))
+                texts, options = parse_request(await read_body(request, max_body_bytes),
+                                               defaults)
             except BodyTooLarge:
                 return answer("/v1/tag", 413, {"error": f"the body is larger than "
                                                         f"{max_body_bytes} bytes"})
@@ -225,7 +247,7 @@ def create_app(model: Path, max_batch: int = 64, max_wait_ms: float = 5.0,
             if not texts:
                 return answer("/v1/tag", 200, {"results": []})
             try:
-                results = await batcher.submit(texts, output_format)
+                results = await batcher.submit(texts, options)
             except QueueFull:
                 return answer("/v1/tag", 503, {"error": "the queue is full; retry shortly"},
                               {"Retry-After": str(RETRY_AFTER_SECONDS)})
@@ -266,8 +288,9 @@ def create_app(model: Path, max_batch: int = 64, max_wait_ms: float = 5.0,
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m serve.http", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, help="exported .onnx (default $NER_MODEL or the "
-                        "newest models/*.onnx)")
+    add_model_argument(parser)
+    add_word_list_arguments(parser)
+    add_score_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--max-batch", type=positive, default=64,
@@ -286,16 +309,19 @@ def parse_args(argv):
 def main(argv=None) -> int:
     import uvicorn
 
+    from data.files import DataError
     from serve.tagger import ModelError, checked_model_path
 
     args = parse_args(argv)
     try:  # before the port opens; loaded again in the background once it is open
-        model = checked_model_path(args.model)
-    except ModelError as error:
+        model = checked_model_path(args.model, args.words, args.force_words)
+    except (DataError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     app = create_app(model, args.max_batch, args.max_wait_ms, args.max_queue,
-                     args.max_body_bytes, args.threads)
+                     args.max_body_bytes, args.threads, words=args.words,
+                     force_words=args.force_words, scores=args.scores,
+                     min_score=args.min_score)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)

@@ -21,11 +21,11 @@ def records_of(out):
     return sorted(records, key=lambda r: (r["path"], r["line"]))
 
 
-def serve_tag_records(model, paths):
+def serve_tag_records(model, paths, extra=()):
     """serve.tag's records for each file, with (path, line) added."""
     records = []
     for path in paths:
-        result = run_module("serve.tag", path, "--model", model, "--quiet")
+        result = run_module("serve.tag", path, "--model", model, "--quiet", *extra)
         assert result.returncode == 0, result.stderr
         records += [{"path": str(path), "line": number, **json.loads(line)}
                     for number, line in enumerate(result.stdout.splitlines(), 1)]
@@ -58,6 +58,27 @@ def msra_test_files(tmp_path_factory):
                     .encode("utf-8"))  # CRLF, empty lines, no final newline
     paths.append(odd)
     return paths
+
+
+def test_word_lists_and_min_score_as_in_serve_tag_and_in_the_manifest(exported,
+                                                                      msra_test_files, tmp_path):
+    model = exported[0]
+    force = tmp_path / "force.txt"
+    force.write_text("北京 LOC\n中国 LOC\n# a comment\n国务院 ORG\n", encoding="utf-8")
+    extra = ["--force-words", str(force), "--min-score", "0"]
+    out = tmp_path / "out"
+    result = distributed(model, out, msra_test_files[1], extra=extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = records_of(out)
+    assert records == serve_tag_records(model, msra_test_files[1:2], extra)
+    assert any(e["text"] == "北京" for r in records for e in r["entities"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["force_words"]["words"] == 3 and manifest["min_score"] == 0.0
+    assert manifest["words"] is None and manifest["scores"] is True
+    # other settings are another job: the done shards are tagged again, not reused
+    result = distributed(model, out, msra_test_files[1])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert records_of(out) == serve_tag_records(model, msra_test_files[1:2])
 
 
 def test_same_records_as_serve_tag_with_shards_and_every_line_once(exported, msra_test_files,

@@ -171,7 +171,7 @@ def test_ensemble_is_one_file_averaging_its_members(trained_run, exported, other
     lengths = np.array([len(t) for t in texts])
 
     def emissions_of(tagger):  # each tagger reads the texts through its own encoder
-        return tagger.session.run(["emissions"], tagger.encoder.encode_padded(texts))[0]
+        return tagger.emissions(texts, len(texts))
 
     averaged = np.mean([emissions_of(member) for member in members], axis=0)
     transitions = np.mean([member.transitions for member in members], axis=0)

@@ -90,14 +90,14 @@ TEXTS = [s.text for s in read_corpus(FIXTURES / "dev.txt").sentences[:20]]
 
 
 def test_results_equal_the_tagger_for_every_text(running, model):
-    from serve.records import tag_records
+    from serve.records import TagOptions, tag_records
     from serve.tagger import Tagger
 
     tagger = Tagger.load(model)
     texts = TEXTS + ["", "，".join(TEXTS)]  # an empty text and one longer than max_len
     status, _, body = post_texts(running, texts)
     assert status == 200
-    assert body["results"] == tag_records(tagger, texts, 64, "jsonl")
+    assert body["results"] == tag_records(tagger, texts, TagOptions())
     assert [r["entities"] for r in body["results"]] == \
         [[e.to_dict() for e in entities] for entities in tagger.tag(texts)]
     status, _, body = post_texts(running, texts, "bmeo")
@@ -180,6 +180,30 @@ def test_metrics_are_prometheus_text_without_request_text(running):
                  "ner_model_batch_texts_bucket", "ner_queue_depth"):
         assert name in text
     assert 'code="200",path="/v1/tag"' in text and SECRET not in text
+
+
+def test_word_lists_and_min_score_give_the_tagger_records(model, tmp_path):
+    from serve.records import TagOptions, tag_records
+    from serve.tagger import Tagger
+
+    words, force = tmp_path / "words.txt", tmp_path / "force.txt"
+    words.write_text("翟鑫鑫 PER\n", encoding="utf-8")
+    force.write_text("北京大学 ORG\n上海 LOC\n", encoding="utf-8")
+    tagger = Tagger.load(model, words=words, force_words=force)
+    texts = TEXTS[:5] + ["翟鑫鑫在北京大学和上海。"]
+    with server(model, "--words", words, "--force-words", force) as (port, _):
+        status, _, body = post_texts(port, texts)
+        assert status == 200 and body["results"] == tag_records(tagger, texts, TagOptions())
+        request_body = json.dumps({"texts": texts, "min_score": 0.5}, ensure_ascii=False)
+        status, _, raw = request(port, "POST", "/v1/tag", request_body.encode("utf-8"))
+        assert status == 200
+        assert json.loads(raw)["results"] == tag_records(tagger, texts, TagOptions(min_score=0.5))
+        for bad in (2, "0.5", True):
+            request_body = json.dumps({"texts": texts, "min_score": bad})
+            assert request(port, "POST", "/v1/tag", request_body.encode())[0] == 400
+        metrics = request(port, "GET", "/metrics")[2].decode()
+        assert 'ner_words_loaded{list="words"} 1.0' in metrics
+        assert 'ner_words_loaded{list="force_words"} 2.0' in metrics
 
 
 def test_full_queue_answers_503_with_retry_after_and_keeps_serving(model):

@@ -314,7 +314,7 @@ def test_training_and_serving_feed_the_model_the_same_inputs(trained_run, export
     tagger = Tagger.load(exported[0])
     for indices in (np.arange(5), np.array([3, 17, 39, 0])):
         training_inputs, _ = batch_arrays(corpus, indices)
-        served_inputs = tagger._encode_batch([sentences[i].text for i in indices])
+        served_inputs = tagger.encoder.encode_padded([sentences[i].text for i in indices])
         assert training_inputs.keys() == served_inputs.keys()
         assert "lexicon_flags" in served_inputs
         for name in training_inputs:

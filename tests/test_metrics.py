@@ -115,4 +115,5 @@ def test_serve_evaluate_compares_two_models(exported, tmp_path):
     result = run_module("serve.evaluate", "--model", fp32, "--data", FIXTURES / "dev.txt",
                         "--seen-in", bad)
     assert (result.returncode, result.stderr) == \
-        (2, f"error: {bad}:1: invalid UTF-8 (byte 0xff); the file must be UTF-8\n")
+        (2, f"error: {bad}:1: invalid UTF-8 (byte 0xff at byte 1 of the line); the file must be "
+           "UTF-8\n")
