@@ -7,6 +7,8 @@ Forms (detected per file, or named with `format`):
   * `spacy`: JSON lines `{"text", "spans" | "ents": [{"start", "end", "label"}]}`;
   * `label-studio`: one JSON list of tasks, `data.text` and `annotations[].result[].value`
     with `start`, `end`, `text`, `labels` (the first annotation not marked `was_cancelled`).
+    A task with `predictions` but no annotation is not reviewed yet: refused, read with its
+    first prediction's spans, or skipped, as `unreviewed` says.
 Offsets are characters (Python string indices), end exclusive. A sentence may hold any
 character, newlines included. BMES from spans: S- for one character, B-/M-/E- otherwise.
 
@@ -23,6 +25,7 @@ from data.formats import DataError, Sentence
 
 FORMS = ("doccano", "jsonl", "spacy", "label-studio")
 OVERLAPS = ("refuse", "keep-longest", "keep-first")
+UNREVIEWED = ("refuse", "predictions", "skip")
 SPAN_KEYS = {"doccano": ("label", "labels", "entities"), "jsonl": ("entities",),
              "spacy": ("spans", "ents")}
 _LABEL = re.compile(r"^[^\s]+$")
@@ -41,17 +44,30 @@ class SpanReading:
     sentences: list[Sentence]
     form: str
     overlaps_resolved: int = 0  # spans dropped by --overlaps keep-longest / keep-first
+    unreviewed: int = 0  # Label Studio tasks with predictions only (read or skipped)
 
 
 def read_spans(path: str | Path, text: str, form: str | None = None,
-               overlaps: str = "refuse", labels: set[str] | None = None) -> SpanReading:
+               overlaps: str = "refuse", labels: set[str] | None = None,
+               unreviewed: str = "refuse") -> SpanReading:
     """Sentences and BMES tags from a span file's text (already decoded)."""
     if overlaps not in OVERLAPS:
         raise ValueError(f"overlaps {overlaps!r}: expected one of {', '.join(OVERLAPS)}")
+    if unreviewed not in UNREVIEWED:
+        raise ValueError(f"unreviewed {unreviewed!r}: expected one of {', '.join(UNREVIEWED)}")
     records = list(_records(path, text, form))
     form = form or _detect_form(path, records)
     reading = SpanReading([], form)
     for line, where, record in records:
+        if form == "label-studio" and _only_predictions(record):
+            reading.unreviewed += 1
+            if unreviewed == "refuse":
+                raise DataError(path, line, f"{where}: not reviewed yet (predictions only): "
+                                            "review it, or pass --unreviewed predictions to "
+                                            "train on the model's entities, or --unreviewed skip")
+            if unreviewed == "skip":
+                continue
+            record = {**record, "annotations": record["predictions"][:1]}
         text_value, spans = _text_and_spans(path, line, where, record, form)
         for span in spans:
             _check_span(path, line, span, text_value, labels)
@@ -122,11 +138,18 @@ def _task_lines(text: str, count: int) -> list[int]:
     return lines
 
 
+def _only_predictions(task: dict) -> bool:
+    reviewed = [a for a in task.get("annotations") or []
+                if isinstance(a, dict) and not a.get("was_cancelled")]
+    predictions = task.get("predictions")
+    return not reviewed and isinstance(predictions, list) and bool(predictions)
+
+
 def _detect_form(path, records) -> str:
     if not records:
         raise DataError(path, None, "empty file: no records")
     line, _, first = records[0]
-    if "data" in first and "annotations" in first:
+    if "data" in first and ("annotations" in first or "predictions" in first):
         return "label-studio"
     for form in ("jsonl", "spacy", "doccano"):
         if any(key in first for key in SPAN_KEYS[form]):

@@ -18,9 +18,10 @@ from data.tags import entity_spans
 SHOWN_PROBLEMS = 5
 
 
-def add_reading_options(parser: argparse.ArgumentParser) -> None:
-    """--format, --overlaps and --labels: how span files are read (shared by the CLIs)."""
-    from data.annotations import OVERLAPS
+def add_reading_options(parser: argparse.ArgumentParser, unreviewed: str = "refuse") -> None:
+    """--format, --overlaps, --labels and --unreviewed: how span files are read (shared by
+    the CLIs)."""
+    from data.annotations import OVERLAPS, UNREVIEWED
 
     parser.add_argument("--format", choices=FORMS, help="the input form (default: detected "
                         "per file)")
@@ -29,6 +30,10 @@ def add_reading_options(parser: argparse.ArgumentParser) -> None:
                         "longest / the first of each overlapping group")
     parser.add_argument("--labels", type=lambda text: set(text.split(",")),
                         help="accepted span labels, comma-separated (default: any)")
+    parser.add_argument("--unreviewed", choices=UNREVIEWED, default=unreviewed,
+                        help="Label Studio tasks with a model's predictions but no annotation "
+                        f"(pipeline.select's): refuse, read their predictions, or skip them "
+                        f"(default {unreviewed})")
 
 
 def summary(corpus) -> list[str]:
@@ -43,6 +48,8 @@ def summary(corpus) -> list[str]:
              "  tags: " + ", ".join(f"{tag} {count}" for tag, count in sorted(tag_counts.items()))]
     if corpus.overlaps_resolved:
         lines.append(f"  overlapping spans dropped: {corpus.overlaps_resolved}")
+    if corpus.unreviewed:
+        lines.append(f"  not yet reviewed (predictions only): {corpus.unreviewed} tasks")
     problems = corpus.transition_problems
     lines.append(f"  invalid transitions: {len(problems)}")
     lines += [f"    {corpus.path}:{line}: {reason}" for line, reason in problems[:SHOWN_PROBLEMS]]
@@ -54,11 +61,12 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", help="data files, any accepted form")
     parser.add_argument("--strict", action="store_true", help="invalid transitions are errors")
-    add_reading_options(parser)
+    add_reading_options(parser, unreviewed="predictions")
     args = parser.parse_args(argv)
     for path in args.files:
         try:
-            corpus = read_corpus(path, args.strict, args.format, args.overlaps, args.labels)
+            corpus = read_corpus(path, args.strict, args.format, args.overlaps, args.labels,
+                                 args.unreviewed)
         except (DataError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     add_reading_options(parser)
     args = parser.parse_args(argv)
     try:
-        corpus = read_corpus(args.input, False, args.format, args.overlaps, args.labels)
+        corpus = read_corpus(args.input, False, args.format, args.overlaps, args.labels,
+                             args.unreviewed)
         text = render(corpus, args.to)
     except (DataError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

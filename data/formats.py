@@ -38,6 +38,7 @@ class Corpus:
     transition_problems: list[tuple[int, str]] = field(default_factory=list)
     form: str = "columns"  # columns | inline | doccano | jsonl | spacy | label-studio
     overlaps_resolved: int = 0  # overlapping spans dropped by --overlaps keep-*
+    unreviewed: int = 0  # Label Studio tasks holding only a model's predictions
 
 
 FILE_UTF8_HINT = "the file must be UTF-8"
@@ -67,7 +68,8 @@ _SPAN_FILE_START = re.compile(r'^\s*(\{\s*"|\[\s*(\{|\]|$))')
 
 
 def read_corpus(path: str | Path, strict: bool = False, form: str | None = None,
-                overlaps: str = "refuse", labels: set[str] | None = None) -> Corpus:
+                overlaps: str = "refuse", labels: set[str] | None = None,
+                unreviewed: str = "refuse") -> Corpus:
     """Any accepted form (detected from the first non-blank line, or named by `form`)."""
     if form is not None and form not in FORMS:
         raise ValueError(f"format {form!r}: expected one of {', '.join(FORMS)}")
@@ -83,9 +85,10 @@ def read_corpus(path: str | Path, strict: bool = False, form: str | None = None,
     if form not in ("columns", "inline"):
         from data.annotations import read_spans
         reading = read_spans(path, "\n".join(lines), None if form == "spans" else form,
-                             overlaps, labels)
+                             overlaps, labels, unreviewed)
         corpus = Corpus(str(path), reading.sentences, form=reading.form,
-                        overlaps_resolved=reading.overlaps_resolved)
+                        overlaps_resolved=reading.overlaps_resolved,
+                        unreviewed=reading.unreviewed)
     else:
         parse = _parse_inline if form == "inline" else _parse_columns
         corpus = Corpus(str(path), parse(path, lines), form=form)

@@ -105,11 +105,17 @@ def span_terms(emissions: np.ndarray, transitions: np.ndarray, lengths: np.ndarr
     return SpanTerms(start, step_terms, end)
 
 
-def span_probabilities(terms: SpanTerms, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """P of each span [starts[i], ends[i]) of flat (1-D, sequences one after another) terms."""
+def span_log_probabilities(terms: SpanTerms, starts: np.ndarray,
+                           ends: np.ndarray) -> np.ndarray:
+    """log P of each span [starts[i], ends[i]) of flat (1-D, sequences one after another)
+    terms (at most 0: rounding can otherwise push a sure span a hair above)."""
     cumulative = np.cumsum(terms.step)
     log_p = terms.start[starts] + cumulative[ends - 1] - cumulative[starts] + terms.end[ends - 1]
-    return np.minimum(np.exp(log_p), 1.0)
+    return np.minimum(log_p, 0.0)
+
+
+def span_probabilities(terms: SpanTerms, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    return np.exp(span_log_probabilities(terms, starts, ends))
 
 
 def max_marginal_means(emissions: np.ndarray, transitions: np.ndarray, lengths: np.ndarray,

@@ -155,7 +155,8 @@ def training_texts(teacher) -> set[str]:
     config = teacher.config
     if not Path(config.train).is_file():
         return set()
-    corpus = read_corpus(config.train, False, config.data_format, config.overlaps)
+    corpus = read_corpus(config.train, False, config.data_format, config.overlaps,
+                         unreviewed=config.unreviewed)
     return {chunk.text for sentence in corpus.sentences
             for chunk in split_long(sentence, config.max_len)}
 

@@ -32,7 +32,8 @@ HISTORY_FIELDS = ["epoch", "loss", "dev_f1", "lr", "seconds"]
 
 def load_data(config: TrainConfig):
     def read(path):
-        return read_corpus(path, config.strict, config.data_format, config.overlaps)
+        return read_corpus(path, config.strict, config.data_format, config.overlaps,
+                           unreviewed=config.unreviewed)
 
     corpora = {"train": read(config.train), "dev": read(config.dev)}
     if config.test:

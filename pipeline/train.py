@@ -12,7 +12,7 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from data.annotations import OVERLAPS
+from data.annotations import OVERLAPS, UNREVIEWED
 from data.formats import FORMS, DataError
 from models.config import CHAR_PRIOR_CHOICES, CHAR_PRIORS_AUTO_CHARS, MSRA_TEST, TrainConfig
 from models.run_files import CHECKPOINT_DIR, CONFIG, MODEL
@@ -23,8 +23,8 @@ EXIT_DATA_ERROR, EXIT_INTERRUPTED = 2, 130
 
 # Fields with flags of their own (or set by pipeline.distill), not the generic --name NUMBER.
 _OWN_FLAGS = ("train", "dev", "test", "out", "bigrams", "strict", "lexicon", "lexicon_features",
-              "data_format", "overlaps", "teachers", "unlabeled", "soft_weight",
-              "temperature", "teacher_view", "lexicon_char_priors", "init_from")
+              "data_format", "overlaps", "unreviewed", "teachers", "unlabeled",
+              "soft_weight", "temperature", "teacher_view", "lexicon_char_priors", "init_from")
 
 
 # What a generic flag does, where its name does not say it.
@@ -79,6 +79,9 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--overlaps", choices=OVERLAPS,
                         help="overlapping spans in span files: refuse (default), keep-longest, "
                         "keep-first")
+    parser.add_argument("--unreviewed", choices=UNREVIEWED,
+                        help="Label Studio tasks holding only a model's predictions (from "
+                        "pipeline.select): refuse (default), train on the predictions, or skip")
     parser.add_argument("--init-from", dest="init_from", metavar="RUN",
                         help="start the character and bigram embeddings from this trained "
                         "run's, row by row for the tokens both vocabularies hold (same widths "

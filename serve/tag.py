@@ -22,7 +22,8 @@ from data.files import DataError, atomic_text, check_input_file, check_output, t
 from serve.arguments import (add_errors_argument, add_model_argument, add_score_arguments,
                              add_word_list_arguments, positive)
 from serve.providers import DEVICES, DeviceError
-from serve.records import (BLOCK_CHARS, FORMATS, TagOptions, blocks, render, tag_records)
+from serve.records import (BLOCK_CHARS, BLOCK_LINES, FORMATS, TagOptions, blocks, render,
+                           tag_records)
 from serve.tagger import DEFAULT_BATCH_SIZE, ModelError, Tagger, load_tagger, model_path
 
 IN_FLIGHT_PER_WORKER = 2  # blocks queued per worker: keeps them busy, bounds memory
@@ -99,7 +100,7 @@ def tagged_blocks(args, tagger: Tagger, model: Path):
     options = tag_options(args)
     records = (text for name, stream in open_inputs(args.inputs)
                for text in text_lines(name, stream, args.errors))
-    pending_blocks = blocks(records)
+    pending_blocks = blocks(records, BLOCK_CHARS, BLOCK_LINES)
     # Read ahead far enough to know whether the input is large (bounded: AUTO_WORKERS_BLOCKS
     # blocks of at most BLOCK_CHARS characters or BLOCK_LINES lines).
     first = list(itertools.islice(pending_blocks, max(2, AUTO_WORKERS_BLOCKS + 1)))

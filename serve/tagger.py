@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from data.encoding import encoder_from_metadata
-from data.marginals import SpanTerms, span_probabilities, span_terms
+from data.marginals import SpanTerms, span_log_probabilities, span_probabilities, span_terms
 from data.pieces import piece_bounds, split_points  # noqa: F401  (split_points: public here too)
 from data.tags import TagCodes, spans_of_ids
 from data.viterbi import viterbi_decode
@@ -59,6 +59,8 @@ class Tagged:
     span_start: np.ndarray
     span_end: np.ndarray
     span_score: np.ndarray | None
+    # log P(each text's whole tag path | text), pieces multiplied (scored batches only)
+    path_log_prob: np.ndarray | None = None
 
     def keep(self, min_score: float | None) -> "Tagged":
         """Only the entities scored at least min_score (None: all), compared as records
@@ -68,7 +70,7 @@ class Tagged:
         kept = np.round(self.span_score, SCORE_DECIMALS) >= min_score
         return Tagged(self.texts, self.tag_ids, self.lengths, self.span_text[kept],
                       self.span_type[kept], self.span_start[kept], self.span_end[kept],
-                      self.span_score[kept])
+                      self.span_score[kept], self.path_log_prob)
 
 
 class Tagger:
@@ -173,11 +175,17 @@ class Tagger:
 
     def _spans(self, texts, flat, lengths, terms: SpanTerms | None) -> Tagged:
         span_text, span_type, starts, ends = spans_of_ids(self.codes, flat, lengths)
-        score = None
+        score = path_log_prob = None
         if terms is not None:
-            offsets = (np.cumsum(lengths) - lengths)[span_text]
+            text_offsets = np.cumsum(lengths) - lengths
+            offsets = text_offsets[span_text]
             score = span_probabilities(terms, starts + offsets, ends + offsets)
-        return Tagged(texts, flat, lengths, span_text, span_type, starts, ends, score)
+            path_log_prob = np.zeros(len(texts))
+            whole = lengths > 0
+            path_log_prob[whole] = span_log_probabilities(
+                terms, text_offsets[whole], text_offsets[whole] + lengths[whole])
+        return Tagged(texts, flat, lengths, span_text, span_type, starts, ends, score,
+                      path_log_prob)
 
     def emissions(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Emissions [len(texts), longest, tags] (texts of at most max_len characters, best

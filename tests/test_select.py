@@ -1,0 +1,115 @@
+"""pipeline.select: texts worth labelling next, pre-annotated, read back by our own readers."""
+import json
+
+import numpy as np
+import pytest
+
+from data.formats import DataError, read_corpus
+from pipeline.select import Chosen, label_studio_task
+from tests.conftest import FIXTURES, run_module
+
+
+def test_chosen_keeps_the_best_distinct_texts_in_bounded_memory():
+    chosen = Chosen(3)
+    for order, (priority, text) in enumerate([(0.1, "a"), (0.9, "b"), (0.5, "c"), (0.9, "b"),
+                                              (0.7, "d"), (0.2, "e"), (0.8, "f")]):
+        chosen.offer(priority, order, text.encode(), text)
+        assert len(chosen.heap) <= 3
+    assert chosen.best_first() == ["b", "f", "d"]
+
+
+def unreviewed_tasks(tmp_path, reviewed: bool):
+    record = {"text": "周恩来在北京。", "uncertainty": 0.25,
+              "entities": [{"type": "PER", "start": 0, "end": 3, "text": "周恩来", "score": 0.9},
+                           {"type": "LOC", "start": 4, "end": 6, "text": "北京", "score": 0.6}]}
+    task = label_studio_task(record, "tiny.onnx")
+    tasks = [task, {**task, "data": {"text": "上海。"}, "predictions": [
+        {**task["predictions"][0], "result": []}]}]
+    if reviewed:
+        tasks.append({"data": {"text": "张三来了。"}, "annotations": [{"result": [
+            {"type": "labels", "value": {"start": 0, "end": 2, "text": "张三",
+                                         "labels": ["PER"]}}]}]})
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_prediction_only_tasks_are_refused_read_or_skipped_by_policy(tmp_path):
+    path = unreviewed_tasks(tmp_path, reviewed=True)
+    with pytest.raises(DataError, match=r":1: task 0: not reviewed yet \(predictions only\)"):
+        read_corpus(path)
+    corpus = read_corpus(path, unreviewed="predictions")
+    assert corpus.form == "label-studio" and corpus.unreviewed == 2
+    assert [s.tags for s in corpus.sentences][0] == ["B-PER", "M-PER", "E-PER", "O", "B-LOC",
+                                                     "E-LOC", "O"]
+    assert len(corpus.sentences) == 3
+    skipped = read_corpus(path, unreviewed="skip")
+    assert [s.text for s in skipped.sentences] == ["张三来了。"] and skipped.unreviewed == 2
+
+
+def test_data_check_reports_unreviewed_and_train_refuses_them(tmp_path):
+    path = unreviewed_tasks(tmp_path, reviewed=False)
+    result = run_module("data.check", path)
+    assert result.returncode == 0, result.stderr
+    assert "label-studio form, 2 sentences" in result.stdout
+    assert "not yet reviewed (predictions only): 2 tasks" in result.stdout
+    result = run_module("pipeline.train", "--train", path, "--dev", FIXTURES / "dev.txt",
+                        "--out", tmp_path / "run", "--epochs", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {path}:1: task 0")
+    assert "--unreviewed predictions" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("output_format", ["label-studio", "doccano", "jsonl"])
+def test_select_writes_importable_tasks_that_read_back(exported, tmp_path, output_format):
+    sentences = read_corpus(FIXTURES / "dev.txt").sentences
+    pool = tmp_path / "pool.txt"
+    texts = [s.text for s in sentences[:80]]
+    pool.write_text("\n".join(texts + texts[:10] + ["", "  "]) + "\n", encoding="utf-8")
+    labelled = tmp_path / "labelled.txt"
+    labelled.write_text("\n".join(texts[:5]) + "\n", encoding="utf-8")
+    out = tmp_path / f"chosen.{output_format}"
+    result = run_module("pipeline.select", "--model", exported[0], "--pool", pool, "--n", 20,
+                        "-o", out, "--format", output_format, "--exclude", labelled)
+    assert result.returncode == 0, result.stderr
+    corpus = read_corpus(out, unreviewed="predictions")
+    chosen = [s.text for s in corpus.sentences]
+    assert len(chosen) == 20 == len(set(chosen)) and not set(chosen) & set(texts[:5])
+    if output_format == "label-studio":
+        tasks = json.loads(out.read_text(encoding="utf-8"))
+        assert all("annotations" not in task and task["predictions"][0]["model_version"] ==
+                   exported[0].name for task in tasks)
+        assert corpus.unreviewed == 20
+    if output_format == "jsonl":
+        doubts = [json.loads(line)["uncertainty"] for line in out.read_text().splitlines()]
+        assert doubts == sorted(doubts, reverse=True)
+        from serve.tagger import Tagger
+        tagger = Tagger.load(exported[0])
+        tagged = tagger.tag_batch(texts[5:])
+        every = 1 - np.exp(tagged.path_log_prob / np.maximum(tagged.lengths, 1))
+        assert doubts[0] == pytest.approx(every.max(), abs=1e-6)  # the most uncertain of all
+
+
+@pytest.mark.slow
+def test_random_selection_is_reproducible_and_errors_are_one_line(exported, tmp_path):
+    pool = tmp_path / "pool.txt"
+    pool.write_text("\n".join(s.text for s in read_corpus(FIXTURES / "dev.txt").sentences)
+                    + "\n", encoding="utf-8")
+    outputs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.jsonl"
+        result = run_module("pipeline.select", "--model", exported[0], "--pool", pool, "--n", 7,
+                            "-o", out, "--format", "jsonl", "--strategy", "random", "--seed", 3)
+        assert result.returncode == 0, result.stderr
+        outputs.append(out.read_text(encoding="utf-8"))
+    assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 7
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("好\n".encode() + b"\xff\n")
+    for args, message in (([bad], f"error: {bad}:2: invalid UTF-8"),
+                          ([tmp_path], f"error: {tmp_path}: is a folder, not a file")):
+        result = run_module("pipeline.select", "--model", exported[0], "--pool", *args,
+                            "--n", 3, "-o", tmp_path / "x.json", "--format", "doccano")
+        assert result.returncode == 2 and result.stderr.startswith(message)
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.json").exists()
