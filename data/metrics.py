@@ -47,17 +47,27 @@ def seen_split_scores(gold: list[list[str]], predicted: list[list[str]], texts: 
                       seen: set[tuple[str, str]]) -> dict:
     """Micro scores of the entities whose (type, text) is in `seen` and of the others
     ({"seen": {precision, recall, f1, support}, "unseen": {...}}): how well a model finds
-    names it was trained on against new ones. Each gold and each predicted entity falls in
-    the group of its own (type, text), so a right prediction counts in its gold entity's
-    group; support is the gold entities of the group."""
-    counts = {"seen": np.zeros(3, np.int64), "unseen": np.zeros(3, np.int64)}
+    names it was trained on against new ones."""
+    scores = group_scores(gold, predicted, texts,
+                          lambda name: "seen" if name in seen else "unseen")
+    return {group: scores.get(group, _scores_of_counts(0, 0, 0))
+            for group in ("seen", "unseen")}
+
+
+def group_scores(gold: list[list[str]], predicted: list[list[str]], texts: list[str],
+                 group_of) -> dict:
+    """Micro scores per group of entities, group_of((type, text)) naming each one's group.
+    Each gold and each predicted entity falls in the group of its own (type, text), so a
+    right prediction counts in its gold entity's group; support is the group's gold
+    entities."""
+    counts: dict[str, np.ndarray] = {}
     for text, gold_tags, predicted_tags in zip(texts, gold, predicted, strict=True):
         gold_spans = set(entity_spans(gold_tags))
         predicted_spans = set(entity_spans(predicted_tags))
         for column, spans in enumerate((gold_spans & predicted_spans, predicted_spans, gold_spans)):
             for span in spans:
-                group = "seen" if (span.type, text[span.start:span.end]) in seen else "unseen"
-                counts[group][column] += 1
+                group = group_of((span.type, text[span.start:span.end]))
+                counts.setdefault(group, np.zeros(3, np.int64))[column] += 1
     return {group: _scores_of_counts(*map(int, count)) for group, count in counts.items()}
 
 

@@ -113,3 +113,38 @@ def test_random_selection_is_reproducible_and_errors_are_one_line(exported, tmp_
         assert result.returncode == 2 and result.stderr.startswith(message)
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.slow
+def test_learning_curve_rounds_share_the_start_and_add_the_chosen_texts(tmp_path):
+    tiny = "--epochs 1 --embedding-dim 16 --hidden-size 16 --bigram-dim 8 --epoch-min-steps 0"
+    result = run_module("pipeline.learning_curve", "--train", FIXTURES / "train.txt",
+                        "--dev", FIXTURES / "dev.txt", "--test", FIXTURES / "dev.txt",
+                        "--out", tmp_path, "--start", 60, "--add", 30, "--rounds", 1,
+                        "--seeds", 1, "--train-flags", tiny, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    points = json.loads((tmp_path / "curve.json").read_text())
+    assert [(p["curve"], p["round"], p["sentences"]) for p in points] == [
+        ("uncertainty", 0, 60), ("uncertainty", 1, 90), ("random-1", 0, 60), ("random-1", 1, 90)]
+    assert points[0]["dev_f1"] == points[2]["dev_f1"]  # one start run for both curves
+    chosen = [json.loads(line)["text"] for line in
+              (tmp_path / "uncertainty" / "select0" / "chosen.jsonl").read_text().splitlines()]
+    added = read_corpus(tmp_path / "uncertainty" / "round1" / "train.txt").sentences[60:]
+    assert [s.text for s in added] == chosen
+    assert (tmp_path / "curve.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_word_list_measurement_forces_every_given_name(exported, tmp_path):
+    result = run_module("pipeline.word_lists", "--model", exported[0], "--train",
+                        FIXTURES / "train.txt", "--test", FIXTURES / "dev.txt", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "results.json").read_text())
+    gold_a = {tuple(line.split()[::2][::-1]) for line in
+              (tmp_path / "force-A.txt").read_text(encoding="utf-8").splitlines()}
+    assert len(gold_a) == report["names"]["A"] > 0
+    assert report["results"]["force_words"]["A"]["recall"] == 1.0
+    sentences = read_corpus(FIXTURES / "dev.txt").sentences
+    from data.metrics import corpus_entities
+    train = corpus_entities(read_corpus(FIXTURES / "train.txt").sentences)
+    assert not gold_a & train and gold_a <= corpus_entities(sentences)
