@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections import Counter
 
+from data.files import check_input_file
 from data.formats import FORMS, DataError, read_corpus
 from data.tags import entity_spans
 
@@ -65,6 +66,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     for path in args.files:
         try:
+            check_input_file(path)
             corpus = read_corpus(path, args.strict, args.format, args.overlaps, args.labels,
                                  args.unreviewed)
         except (DataError, OSError) as error:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
 from data.annotations import entity_records
 from data.check import add_reading_options
+from data.files import check_input_file, check_output, write_text_atomic
 from data.formats import DataError, read_corpus, write_columns
 
 
@@ -49,16 +49,15 @@ def main(argv=None) -> int:
     add_reading_options(parser)
     args = parser.parse_args(argv)
     try:
+        check_input_file(args.input)
+        check_output(args.output)
         corpus = read_corpus(args.input, False, args.format, args.overlaps, args.labels,
                              args.unreviewed)
         text = render(corpus, args.to)
     except (DataError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    partial = args.output.with_name(args.output.name + ".partial")
-    with open(partial, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
-    os.replace(partial, args.output)
+    write_text_atomic(args.output, text)
     note = f", {corpus.overlaps_resolved} overlapping spans dropped" \
         if corpus.overlaps_resolved else ""
     print(f"{args.input} ({corpus.form}) -> {args.output} ({args.to}): "

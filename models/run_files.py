@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from data.files import write_text_atomic
 from data.encoding import (InputEncoder, encoder_description, encoder_from_description,
                            lexicon_json_of)
 from data.vocab import TagVocab
@@ -17,14 +17,8 @@ MODEL, CONFIG, VOCAB, TAGS, METRICS, HISTORY, LEXICON = (
 CHECKPOINT_DIR = "checkpoint"  # last finished epoch, for --resume
 
 
-def write_atomic(path: Path, text: str) -> None:
-    partial = Path(f"{path}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-
-
 def save_json(path: Path, value) -> None:
-    write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
 def save_vocabularies(run: Path, encoder: InputEncoder, tags: TagVocab) -> None:
@@ -33,7 +27,7 @@ def save_vocabularies(run: Path, encoder: InputEncoder, tags: TagVocab) -> None:
     save_json(run / VOCAB, encoder_description(encoder))
     lexicon_json = lexicon_json_of(encoder)
     if lexicon_json is not None:
-        write_atomic(run / LEXICON, lexicon_json)
+        write_text_atomic(run / LEXICON, lexicon_json)
     save_json(run / TAGS, tags.tags)
 
 

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from data.files import atomic_path, write_text_atomic
 from data.formats import read_corpus
 from data.quiet import import_tensorflow_quietly
 from models.config import TrainConfig
 from models.distillation import (attach_teacher_targets, load_teachers, pseudo_labelled,
                                  read_unlabeled, student_view_targets)
 from models.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, load_run,
-                              save_json, save_vocabularies, load_vocabularies, write_atomic)
+                              save_json, save_vocabularies, load_vocabularies)
 from models.warm_start import init_embeddings_from
 
 EXIT_INTERRUPTED = 130
@@ -243,7 +244,7 @@ def write_history(run: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(run / HISTORY, buffer.getvalue())
+    write_text_atomic(run / HISTORY, buffer.getvalue())
 
 
 def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
@@ -378,8 +379,8 @@ def run_epochs(config, run, model, average, encoded, tags, state, interrupt, log
             dev_f1 = score_corpus(model, encoded["dev"], tags)["micro"]["f1"]
             improved = dev_f1 > state["best_f1"]
             if improved:
-                model.save(run / f"{MODEL}.partial.keras")
-                os.replace(run / f"{MODEL}.partial.keras", run / MODEL)
+                with atomic_path(run / MODEL, ".keras") as partial:
+                    model.save(partial)
         seconds = time.time() - started
         state["history"].append({"epoch": epoch + 1, "loss": round(loss, 5),
                                  "dev_f1": round(dev_f1, 5), "lr": lr,
@@ -400,8 +401,8 @@ def finish(run: Path, config, encoded, tags, state, log) -> dict:
 
     best = keras.models.load_model(run / MODEL, compile=False)
     # The file saved during training carries Adam's state (3x the weights): keep weights only.
-    best.save(run / f"{MODEL}.partial.keras")
-    os.replace(run / f"{MODEL}.partial.keras", run / MODEL)
+    with atomic_path(run / MODEL, ".keras") as partial:
+        best.save(partial)
     metrics = {"best_epoch": state["best_epoch"], "epochs_run": state["epochs_done"],
                "train_seconds": round(sum(row["seconds"] for row in state["history"]), 1),
                "parameters": best.count_params(),

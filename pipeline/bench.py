@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from data.files import DataError, check_output
+
 BATCH_SIZE = 64
 LATENCY_RUNS = 300
 LATENCY_TEXT = ("新华社北京十月一日电，中国科学院上海分院今天在上海举行成立大会，院长周光召出席。"
@@ -545,6 +547,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     model = args.model or Path("models") / f"{args.run.name}.onnx"
     out = args.out or Path("bench") / args.run.name
+    try:
+        check_output(out, create_parent=True, folder=True)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         write_report(out, json.loads((out / "bench.json").read_text()))

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from data.files import check_input_file
 from data.quiet import import_tensorflow_quietly
 from data.formats import DataError, read_corpus
 from data.metrics import format_scores
@@ -15,6 +16,11 @@ def main(argv=None) -> int:
     parser.add_argument("--run", type=Path, required=True, help="run folder")
     parser.add_argument("--data", type=Path, required=True, help="tagged data file")
     args = parser.parse_args(argv)
+    try:
+        check_input_file(args.data)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     import_tensorflow_quietly()
     from data.tf_input import encode_corpus
     from models.predict import score_corpus

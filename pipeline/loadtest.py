@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from data.files import DataError, check_input_file, check_output
+
 TEXT_CHARS = 50
 POOL = 2000
 
@@ -189,10 +191,13 @@ def main(argv=None) -> int:
     parser.add_argument("--max-wait-ms", type=float, help="serve.http --max-wait-ms")
     parser.add_argument("--out", type=Path, default=Path("bench/http"))
     args = parser.parse_args(argv)
-    for needed in (args.model, args.data):
-        if not needed.exists():
-            print(f"error: {needed}: not found", file=sys.stderr)
-            return 2
+    try:
+        for needed in (args.model, args.data):
+            check_input_file(needed)
+        check_output(args.out, create_parent=True, folder=True)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     from serve.records import TagOptions, tag_records
     from serve.tagger import Tagger
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from data.annotations import OVERLAPS, UNREVIEWED
+from data.files import check_input_file, check_output
 from data.formats import FORMS, DataError
 from models.config import CHAR_PRIOR_CHOICES, CHAR_PRIORS_AUTO_CHARS, MSRA_TEST, TrainConfig
 from models.run_files import CHECKPOINT_DIR, CONFIG, MODEL
@@ -118,6 +119,14 @@ def main(argv=None) -> int:
     return run_command(parse_args(argv))
 
 
+def check_paths(config: TrainConfig) -> None:
+    """The data files and the run folder, before anything is read or trained (DataError)."""
+    for path in (config.train, config.dev, config.test, *config.unlabeled):
+        if path:
+            check_input_file(path)
+    check_output(config.out, create_parent=True, folder=True)
+
+
 def run_command(args) -> int:
     """Build the config from the flags, train, and turn failures into messages and exit
     codes (2 bad input, 130 interrupted); shared by pipeline.distill."""
@@ -125,6 +134,7 @@ def run_command(args) -> int:
         config = build_config(args)
         if args.out:
             config.out = args.out
+        check_paths(config)
         problem = config.init_from and not_a_run_folder("--init-from", config.init_from)
         if problem:
             print(f"error: {problem}", file=sys.stderr)

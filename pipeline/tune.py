@@ -20,6 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from data.files import check_output
 from data.quiet import import_tensorflow_quietly
 from data.formats import DataError, read_corpus, write_columns
 from models.config import MSRA_DEV, MSRA_TRAIN, TrainConfig
@@ -160,6 +161,11 @@ def report(tuner, args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        check_output(args.out, create_parent=True, folder=True)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     import_tensorflow_quietly()
     from tuning.search import RunTuner, make_oracle
 

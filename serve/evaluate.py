@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from data.files import check_output
+from data.files import check_input_file, check_output
 from data.formats import DataError, read_corpus
 from data.metrics import (corpus_entities, entity_scores, format_comparison, format_scores,
                           paired_bootstrap, seen_split_scores)
@@ -75,6 +75,9 @@ def main(argv=None) -> int:
                         help="with --calibration: write the reliability diagram here")
     args = parser.parse_args(argv)
     try:
+        check_input_file(args.data)
+        if args.seen_in:
+            check_input_file(args.seen_in)
         if args.plot:
             check_output(args.plot)
         seen = corpus_entities(read_corpus(args.seen_in).sentences) if args.seen_in else None

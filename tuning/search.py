@@ -8,7 +8,6 @@ Tuner's built-in one (which imports tensorboard, absent with TF 2.21) is never u
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src import utils as kt_utils
 
+from data.files import write_text_atomic
 from models.config import TrainConfig
 
 OBJECTIVE = "val_f1"
@@ -27,10 +27,7 @@ def _atomic_save_json(path, obj):
     """Keras Tuner writes its state files in place, so a Ctrl-C during a write leaves a
     truncated JSON file that the next run cannot reload. Write a temporary file and rename."""
     text = json.dumps(obj)
-    partial = f"{path}.partial"
-    with open(partial, "w") as handle:
-        handle.write(text)
-    os.replace(partial, path)
+    write_text_atomic(path, text)
     return text
 
 
