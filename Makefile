@@ -28,10 +28,8 @@ run: setup
 	$(PY) -m serve.tag samples/news.txt --model models/$(RUN).onnx -o runs/$(RUN)/news.jsonl
 	@echo "tagged samples/news.txt -> runs/$(RUN)/news.jsonl"
 
-# The most accurate option (README "Results", ensembles): the default and two members that read
-# the lexicon otherwise (its char priors; word embeddings), averaged in one file. Measured on
-# MSRA (members trained without adversarial steps, the default before): dev 0.8818 / test 0.9221
-# against 0.8699 / 0.9132 for the default then, at about a third of the speed.
+# The most accurate option: the default and two members that read the lexicon otherwise (its
+# char priors; word embeddings), averaged in one file (docs/results.md, "Ensembles").
 run-ensemble: run
 	$(call train_once,$(RUN)-priors,--lexicon-char-priors on)
 	$(call train_once,$(RUN)-both,--lexicon-features both)
@@ -41,15 +39,10 @@ run-ensemble: run
 		-o runs/$(RUN)/news-ensemble.jsonl
 	@echo "tagged samples/news.txt -> runs/$(RUN)/news-ensemble.jsonl"
 
-# The fast option (README "Distillation"): a student of the default (character embedding 64,
-# hidden 64, embedding dropout 0.3) distilled from it at temperature 3, the teacher scoring each
-# epoch's text with the student's <unk> positions (--teacher-view student): the best student
-# recipe on MSRA dev (+0.73 and +0.57 dev points over the clean view, two seeds; test tied).
-# Measured against the teacher trained beside it (AMD EPYC family 25, 2 CPUs): test 0.9165 and,
-# with --seed 1, 0.9109 against 0.9211; 2.2x the default's serve.tag chars/s on 5.1M
-# characters (1.7-1.9x on the 189k-character test file).
-# Add raw text of your own with STUDENT_FLAGS="--unlabeled raw.txt" (README: +4 test points
-# with 10,000 labelled sentences).
+# The fast option: a student of the default (character embedding 64, hidden 64, embedding
+# dropout 0.3) distilled at temperature 3, the teacher scoring the student's view: the best
+# student recipe on MSRA dev (docs/results.md, "The fast student"). Raw text of your own helps
+# most: STUDENT_FLAGS="--unlabeled raw.txt".
 STUDENT_FLAGS ?=
 run-student: run
 	$(call run_once,pipeline.distill,$(RUN)-student,--teacher runs/$(RUN) --embedding-dim 64 \

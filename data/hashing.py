@@ -13,8 +13,7 @@ class HashTable:
     The table holds, per slot, an int32 index into the keys and values (kept in their own
     compact arrays) or `empty`, the index of a sentinel entry whose value is ABSENT: a probe
     is then two gathers and a compare with no masking, and the build touches 4 bytes a slot.
-    Measured on jieba's 349k words (16 tables, 2.8M slots): build 9.5 ms against 23-38 ms
-    with keys and values stored in the slots, lookups 0.013 against 0.018 s per 800k probes.
+    Faster to build and to probe than keys and values stored in the slots themselves.
     Slots come from the high bits of the key after a 64-bit finaliser (murmur3's fmix64):
     the raw polynomial hash of a one-character window is just its code point."""
     ABSENT = -2

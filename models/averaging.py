@@ -3,9 +3,8 @@
 The averaged weights generalise better than the last step's (Adam's noise is averaged out);
 they are swapped in to score dev and to save the best model, then swapped out to go on
 training. Early steps use a shorter average, decay capped at (1 + step) / (warmup + step) as
-tf.train does with warmup 10: on MSRA that cap, not the decay 0.999, sets the average's span
-until step ~9,000 (epoch 6), so 0.999 and 0.9997 trained to the same best epoch and dev F1.
-warmup 0: no cap; the average starts empty and is bias-corrected (divided by 1 - decay^steps,
+tf.train does with warmup 10 (on MSRA that cap, not the decay, then sets the average's span
+for the first epochs). warmup 0: no cap; the average starts empty and is bias-corrected (divided by 1 - decay^steps,
 as Adam's moments are), so it spans the last ~1/(1 - decay) steps from the start.
 """
 from __future__ import annotations

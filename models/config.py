@@ -8,13 +8,8 @@ from pathlib import Path
 MSRA_TRAIN, MSRA_DEV, MSRA_TEST = "data/msra/train.txt", "data/msra/dev.txt", "data/msra/test.txt"
 CHAR_PRIOR_CHOICES = ("auto", "on", "off")
 TEACHER_VIEWS = ("clean", "student")
-# Measured on the first N MSRA training sentences (dev F1 with - without char priors; test
-# reported only): 2,000 (78k characters) +2.28 dev (paired interval +0.91 to +3.71), +1.99 test;
-# the same with seed 43 +2.63 / +1.24; sentences 20,000-21,999 (79k) +3.10 / +2.33;
-# 5,000 (197k) +0.26 / -1.12; 10,000 (404k) +0.38 / -0.92; all 47,775 (2.05M) +0.00 / -0.08.
-# They pay where the characters are too rarely seen to learn from, and cost 3% of serve.tag's
-# speed (README "Results"): on below 150k characters, between the runs that gained and those
-# that did not.
+# Char priors pay where characters are too rarely seen to learn from and cost speed elsewhere:
+# on below this many training characters (docs/results.md, "Character priors").
 CHAR_PRIORS_AUTO_CHARS = 150_000
 
 
@@ -28,14 +23,12 @@ class TrainConfig:
     embedding_dim: int = 128
     hidden_size: int = 128
     layers: int = 1
-    # batch 32, lr 5e-3, dropout 0.1: the MSRA tuner search's choice (tuning/results/msra),
-    # confirmed by a full run on dev (README "Results"); before it: batch 64, lr 2e-3, dropout 0.5
+    # batch 32, lr 5e-3, dropout 0.1: the MSRA tuner search's choice, confirmed on dev by a full
+    # run (docs/results.md, "Tuning")
     dropout: float = 0.1
     embedding_dropout: float = 0.5
     bigrams: bool = True
-    # 32, not 64: the 140k-row bigram table memorises; at 32 the full MSRA run scored +0.91 dev
-    # F1 (paired interval -0.07 to +1.95), 16 gave -0.93 against 32 (README "Results"), and
-    # 32 makes the network as wide as the no-lexicon model with 64 was
+    # 32, not 64: the bigram table memorises (docs/results.md, "Bigram embedding")
     bigram_dim: int = 32
     # lexicon: "jieba" (jieba 0.42.1's dictionary), a word-list file, or "none"
     lexicon: str = "jieba"
@@ -65,24 +58,17 @@ class TrainConfig:
     clipnorm: float = 5.0
     weight_average: float = 0.999  # decay of the weight average used for dev and the saved model; 0: off
     # warmup N: its decay capped at (1 + step) / (N + step), as tf.train does; 0: no cap, an
-    # average that starts empty, bias-corrected (averaging.py). 0 since it was measured: on the
-    # first 2,000 MSRA sentences dev 0.6260 / test 0.5791 against 0.6104 / 0.5624 with the cap
-    # of 10 (the cap keeps small runs' average to their last few hundred steps); on the first
-    # 10,000 dev 0.7923 / test 0.8056 against 0.7885 / 0.7947; on full MSRA dev 0.8699 /
-    # test 0.9132 against 0.8695 / 0.9131 (README "Results")
+    # average that starts empty, bias-corrected (averaging.py), which keeps more than a small
+    # run's last few hundred steps (docs/results.md, "The weight average")
     weight_average_warmup: int = 0
     # adversarial training (FGM): each step also fits the trained embeddings moved against the
-    # model along the loss gradient, by this root-mean-square size per character (trained char
-    # vectors measure about 2.7); 0: off. 0.5 since it was measured (AMD EPYC, README
-    # "Results"): first 2,000 MSRA sentences dev 0.6714 / test 0.6303 against 0.6488 / 0.5990
-    # (paired dev interval +0.74 to +3.76), seed 43 0.6614 / 0.6344 against 0.6380 / 0.5778;
-    # full MSRA dev 0.8702 / test 0.9208 against 0.8699 / 0.9132 (dev a tie); 0.25 and 1.0
-    # scored lower on dev (2,000: 0.6519, 0.6565; full, 1.0: 0.8690). It doubles the
-    # time of a training step; the served network is unchanged
+    # model along the loss gradient, by this root-mean-square size per character; 0: off. It
+    # doubles a training step's time; the served network is unchanged (docs/results.md,
+    # "Adversarial training")
     adversarial: float = 0.5
     epochs: int = 14
     # an epoch is at least this many steps: a small training set is passed over several times
-    # per epoch (data/tf_input.py passes_per_epoch); 0 = one pass an epoch, as before
+    # per epoch (data/tf_input.py passes_per_epoch); 0 = one pass an epoch
     epoch_min_steps: int = 1000
     patience: int = 3  # epochs without a better dev F1 before stopping
     max_len: int = 200  # longer training sentences are cut into chunks of at most this

@@ -304,6 +304,29 @@ def measure_two_processes(spec: dict) -> dict:
     return {"chars": chars, "e2e_chars_per_s": chars / seconds}
 
 
+def synthetic_word_list(model: Path, data: Path, count: int, out: Path) -> Path:
+    """`count` distinct words for --words: stretches of 2-4 characters of the data's text
+    that the model's lexicon does not hold, each typed PER, LOC or ORG at random (seed 0)."""
+    from serve.tagger import Tagger
+
+    texts, _ = load_texts(data)
+    known = set(Tagger.load(model, "cpu", 1).encoder.lexicon.lexicon.words)
+    rng = np.random.default_rng(0)
+    joined = "".join(texts)
+    words: dict[str, str] = {}
+    while len(words) < count:
+        starts = rng.integers(0, len(joined) - 4, count)
+        sizes = rng.integers(2, 5, count)
+        for start, size in zip(starts.tolist(), sizes.tolist()):
+            word = joined[start:start + size]
+            if word not in known and not any(c.isspace() for c in word):
+                words.setdefault(word, ("PER", "LOC", "ORG")[len(words) % 3])
+    path = out / f"words-{count}.txt"
+    path.write_text("".join(f"{word} 1 {kind}\n" for word, kind in
+                            list(words.items())[:count]), encoding="utf-8")
+    return path
+
+
 def big_input(texts: list[str], out: Path, chars: int) -> Path:
     """The data's text repeated to at least `chars` characters, one text a line."""
     path = out / f"big-{chars}.txt"
@@ -529,7 +552,7 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", action="append", default=[], metavar="NAME=MODEL.onnx",
                         help="also time another model through ort_fp32 (and int8 if beside it) "
                         "and serve.tag in the same run (rows `<path>[NAME]`; with --big-chars "
-                        "also serve.tag on the big input), e.g. the previous default")
+                        "also serve.tag on the big input), e.g. a student or a candidate default")
     parser.add_argument("--rounds", type=int, default=7,
                         help="with --compare: rounds of serve.tag on the file, the models in "
                         "alternation (row serve_tag_interleaved: ratios measured under the same "
@@ -542,6 +565,10 @@ def main(argv=None) -> int:
                         help="serve.tag with these extra flags on the same model, interleaved "
                         "with the plain command (row serve_tag_variants), e.g. "
                         "no-scores=--no-scores or words='--words FILE'")
+    parser.add_argument("--synthetic-words", type=int, metavar="N",
+                        help="also time serve.tag with N added words (--words): stretches of "
+                        "2-4 characters of the data's text that the model's lexicon lacks, "
+                        "typed at random, so they match often (row serve_tag_variants)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite bench.md and bench.png from an existing bench.json")
     args = parser.parse_args(argv)
@@ -627,6 +654,9 @@ def main(argv=None) -> int:
                                              "models": models}
         if args.compare and not args.paths:
             chosen.append("serve_tag_big_interleaved")
+    if args.synthetic_words:
+        words_file = synthetic_word_list(model, args.data, args.synthetic_words, out)
+        args.variant.append(f"words-{args.synthetic_words}=--words {words_file}")
     if args.variant:
         variants = dict(item.partition("=")[::2] for item in args.variant)
         plan["serve_tag_variants"] = {

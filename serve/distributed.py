@@ -222,8 +222,8 @@ def parse_args(argv):
 
 
 def default_actors(cpus: int, threads: int) -> int:
-    # Each actor reads and writes its own shard, so every CPU can tag; on 2 CPUs, 2 actors x 1
-    # thread and 1 actor x 2 threads are both measured in README ("Batch tagging on Ray").
+    # Each actor reads and writes its own shard, so every CPU can tag (docs/performance.md,
+    # "Layouts": one thread an actor measured faster)
     return max(1, cpus // max(1, threads))
 
 

@@ -64,7 +64,7 @@ def test_stage_packages_import_one_way():
 
 def test_readme_stage_table_lists_the_stages_in_import_order():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("## The stages"):readme.index("### Your own data")]
+    table = readme[readme.index("## How it is built"):readme.index("Reference:")]
     order = [stage for stage in STAGES
              if f"| `{stage}/` |" in table]
     positions = [table.index(f"| `{stage}/` |") for stage in order]
