@@ -21,7 +21,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.formats import DataError, Sentence
+from data.files import DataError
+from data.sentences import Sentence
 
 FORMS = ("doccano", "jsonl", "spacy", "label-studio")
 OVERLAPS = ("refuse", "keep-longest", "keep-first")

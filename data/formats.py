@@ -16,17 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data.files import DataError, decode_line
+from data.sentences import Sentence
 from data.tags import TagShapeError, bio_to_bmes, invalid_transitions, is_bio, normalize_tag
 
 INLINE_SEPARATOR = "\\"
-
-
-@dataclass
-class Sentence:
-    text: str
-    tags: list[str]
-    line: int  # line of the first character in the source file, for messages
-    inline: bool = False  # inline form: the whole sentence stands on `line`
 
 
 @dataclass

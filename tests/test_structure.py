@@ -85,3 +85,35 @@ def test_every_file_readme_links_to_is_in_git():
     assert local  # README links to its result files
     missing = [link for link in local if link not in tracked and link not in tracked_dirs]
     assert not missing, f"README links to files git does not track: {missing}"
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (top level or inside functions; `from pkg
+    import name` counts as pkg.name when that is a module, else as pkg)."""
+    modules = {".".join(path.relative_to(ROOT).with_suffix("").parts)
+               for stage in STAGES for path in (ROOT / stage).rglob("*.py")}
+    modules = {name.removesuffix(".__init__") for name in modules}
+    graph = {name: set() for name in modules}
+    for name in modules:
+        path = ROOT / (name.replace(".", "/") + ".py")
+        if not path.exists():
+            path = ROOT / name.replace(".", "/") / "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{alias.name}"
+                           if f"{node.module}.{alias.name}" in modules else node.module
+                           for alias in node.names]
+            else:
+                continue
+            graph[name].update(target for target in targets
+                               if target in modules and target != name)
+    return graph
+
+
+def test_no_module_imports_another_in_a_circle():
+    graph = module_imports()
+    assert "data.formats" in graph and graph["serve.tag"]  # the graph was read
+    found = cycle_in(graph)
+    assert found is None, f"module import cycle: {' -> '.join(found)}"
