@@ -105,6 +105,7 @@ def encoder_from_description(description: dict, lexicon_json: str | None) -> Inp
 _METADATA_KEYS = {"chars": "ner.chars", "bigrams": "ner.bigrams",
                   "lexicon_features": "ner.lexicon_features"}
 LEXICON_KEY = "ner.lexicon"
+SCORE_TEMPERATURE_KEY = "ner.score_temperature"  # divides emissions and transitions for scores
 
 
 def encoder_metadata(encoder: InputEncoder) -> dict[str, str]:

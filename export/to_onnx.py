@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 from data.encoding import encoder_metadata
-from data.files import atomic_path, check_output
+from data.files import DataError, atomic_path, check_output
 from export.graph import (add_sequence_lengths, add_transitions_output, name_dynamic_dims,
                           set_metadata)
 from export.viterbi_graph import add_viterbi_decode
@@ -56,6 +56,9 @@ def parse_args(argv):
     parser.add_argument("--atol", type=float, default=1e-4,
                         help="largest emissions difference accepted (default 1e-4)")
     parser.add_argument("--no-validate", action="store_true", help="skip validation")
+    parser.add_argument("--score-temperature", default="fit", metavar="fit|none|T",
+                        help="entity-score temperature stored in the file: fitted on the dev "
+                        "set (default), none (1), or a number; tags never change")
     return parser.parse_args(argv)
 
 
@@ -92,6 +95,40 @@ def metadata_for(run) -> dict:
         "ner.metrics": json.dumps(run.metrics, ensure_ascii=False),
         "ner.source_run": str(run.path),
     }
+
+
+def calibrate(run, outputs: list[Path], dev: Path, choice: str) -> None:
+    """Store the entity-score temperature (fitted on dev with the fp32 file) in every file."""
+    from export.calibrate import fit_temperature, store_temperature
+    from export.validate import onnx_session
+
+    if choice == "none":
+        return
+    if choice == "fit":
+        from data.formats import read_corpus
+        from data.tf_input import encode_corpus
+
+        corpus = encode_corpus(read_corpus(dev).sentences, run.encoder, run.tags)
+        gold = [run.tags.decode(ids) for ids in corpus.tag_ids]
+        temperature, fit = fit_temperature(onnx_session(outputs[0]), corpus, gold,
+                                           run.tags.tags)
+        if fit["log_loss"] != fit["log_loss"]:  # nan: nothing to fit on
+            print(f"entity-score temperature 1: {dev} gives {fit['entities']} predicted "
+                  "entities, too few (or all right or all wrong) to fit one")
+        else:
+            print(f"entity-score temperature {temperature:g}, fitted on {dev} "
+                  f"({fit['entities']} predicted entities; log loss {fit['log_loss']:.4f}, at "
+                  f"1: {fit['log_loss_at_1']:.4f})")
+    else:
+        try:
+            temperature = float(choice)
+        except ValueError:
+            raise DataError("--score-temperature", None, f"{choice!r}: expected fit, none or "
+                            "a positive number") from None
+        if not temperature > 0:
+            raise DataError("--score-temperature", None, f"{choice}: must be positive")
+    for path in outputs:
+        store_temperature(path, temperature)
 
 
 def write_onnx(run, out: Path, opset: int = DEFAULT_OPSET, decode_in_graph: bool = False):
@@ -190,10 +227,11 @@ def main(argv=None) -> int:
         quantize_int8(out, quantized)
         print(f"wrote {quantized} ({quantized.stat().st_size / 1e6:.2f} MB, int8 dynamic)")
         outputs.append(quantized)
-    if args.no_validate:
-        return 0
     dev = args.dev or Path(run.config.dev)
     try:
+        calibrate(run, outputs, dev, args.score_temperature)
+        if args.no_validate:
+            return 0
         ok = validate_export(run, outputs, dev, args.atol, log=print)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)

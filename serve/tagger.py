@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.encoding import encoder_from_metadata
+from data.encoding import SCORE_TEMPERATURE_KEY, encoder_from_metadata
 from data.marginals import SpanTerms, span_log_probabilities, span_probabilities, span_terms
 from data.pieces import piece_bounds, split_points  # noqa: F401  (split_points: public here too)
 from data.tags import TagCodes, spans_of_ids
@@ -26,7 +26,6 @@ DEFAULT_BATCH_SIZE = 64
 # Viterbi decodes this many model batches at once: numpy's per-step cost is then spread over
 # more sequences (docs/performance.md).
 DECODE_BATCHES = 4
-TEMPERATURE_KEY = "ner.score_temperature"
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ class Tagger:
         self.encoder = encoder_from_metadata(metadata)
         self.max_len = int(metadata.get("ner.max_len", 200))
         self.metadata = metadata
-        self.temperature = float(metadata.get(TEMPERATURE_KEY, 1.0))
+        self.temperature = float(metadata.get(SCORE_TEMPERATURE_KEY, 1.0))
         self.codes = TagCodes(self.tags)
         self.words_added = 0
         if words is not None:
