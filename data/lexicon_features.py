@@ -46,7 +46,7 @@ class LexiconFeatures:
         if kind not in KINDS[1:]:
             raise ValueError(f"lexicon features {kind!r}: expected one of {', '.join(KINDS[1:])}")
         self.lexicon, self.kind, self.top_k = lexicon, kind, top_k
-        self.matcher = LexiconMatcher(lexicon)
+        self._matcher = None  # built when first used: features replaced at load never build one
         self.num_classes = len(lexicon.type_names)
         self.uses_flags = kind in ("flags", "both")
         self.uses_words = kind in ("words", "both")
@@ -83,6 +83,12 @@ class LexiconFeatures:
             raise ValueError("a fold's lexicon must have the same type classes")
         return LexiconFeatures(lexicon, self.kind, self.word_vocab, self.top_k,
                                self.frequency_classes, self.char_prior_chars)
+
+    @property
+    def matcher(self) -> LexiconMatcher:
+        if self._matcher is None:
+            self._matcher = LexiconMatcher(self.lexicon)
+        return self._matcher
 
     def with_added_words(self, lexicon: Lexicon) -> "LexiconFeatures":
         """The features over a lexicon that holds this one's words and more (a user's list

@@ -83,6 +83,8 @@ def calibration_report(tagger, texts: list[str], gold_tags: list[list[str]]) -> 
     for name, scores in (("entity_score", tagged.span_score), ("max_marginal", heuristic)):
         report[name] = {"ece": expected_calibration_error(scores, correct),
                         "average_precision": average_precision(scores, correct),
+                        # the wrong ones, least sure first: what a reviewer looks at
+                        "error_average_precision": average_precision(-scores, ~correct),
                         "reliability": reliability(scores, correct)}
     report["precision_recall"] = precision_recall_by_threshold(tagged.span_score, correct,
                                                                len(gold))
@@ -107,10 +109,11 @@ def precision_recall_by_threshold(scores: np.ndarray, correct: np.ndarray, gold:
 def format_calibration(report: dict) -> str:
     lines = [f"{report['predicted']} predicted entities, {report['correct']} correct, "
              f"{report['gold']} in gold; score temperature {report['temperature']:g}",
-             f"{'confidence':<14}{'ECE':>8}{'avg precision':>15}"]
+             f"{'confidence':<14}{'ECE':>8}{'avg precision':>15}{'errors avg precision':>22}"]
     for name in ("entity_score", "max_marginal"):
         lines.append(f"{name:<14}{report[name]['ece']:>8.4f}"
-                     f"{report[name]['average_precision']:>15.4f}")
+                     f"{report[name]['average_precision']:>15.4f}"
+                     f"{report[name]['error_average_precision']:>22.4f}")
     lines.append(f"{'min_score':<11}{'kept':>7}{'precision':>11}{'recall':>8}{'f1':>8}")
     for row in report["precision_recall"]:
         lines.append(f"{row['min_score']:<11}{row['kept']:>7}{row['precision']:>11.4f}"
@@ -128,8 +131,9 @@ def plot_reliability(report: dict, path) -> None:
     for name, style in (("entity_score", "o-"), ("max_marginal", "s--")):
         rows = report[name]["reliability"]
         axes.plot([r["mean_score"] for r in rows], [r["accuracy"] for r in rows], style,
-                  label=f"{name} (ECE {report[name]['ece']:.3f}, "
-                        f"AP {report[name]['average_precision']:.3f})")
+                  label=f"{name} (ECE {report[name]['ece']:.4f}, "
+                        f"AP {report[name]['average_precision']:.4f}, errors AP "
+                        f"{report[name]['error_average_precision']:.4f})")
     axes.set_xlabel("confidence (mean in bin)")
     axes.set_ylabel("share of predicted entities that are correct")
     axes.set_title(f"{report['predicted']:,} predicted entities")

@@ -14,7 +14,7 @@ import numpy as np
 
 from data.encoding import InputEncoder
 from data.files import DataError
-from data.lexicon import LexiconMatcher, merge_lexicons, read_word_list
+from data.lexicon import LexiconMatcher, add_words, read_word_list
 from data.tags import TagCodes
 from data.vocab import code_points
 
@@ -31,7 +31,7 @@ def with_user_words(encoder: InputEncoder, path: str | Path) -> tuple[InputEncod
         raise DataError(path, None, "this model reads no lexicon, so added words cannot "
                                     "change what it sees: use --force-words")
     user = read_word_list(path, features.lexicon.type_names, "lexicon classes")
-    merged = merge_lexicons([features.lexicon, user])
+    merged = add_words(features.lexicon, user)
     return InputEncoder(encoder.chars, encoder.bigrams, features.with_added_words(merged)), \
         len(user)
 

@@ -125,3 +125,36 @@ def test_min_score_leaves_out_entities_and_their_tags(forced_tagger):
                                          for t in [e["type"]]}
     plain = tag_records(forced_tagger, texts, TagOptions(scores=False))[0]["entities"]
     assert plain == [{k: v for k, v in e.items() if k != "score"} for e in scored]
+
+
+@pytest.mark.slow
+def test_a_stored_temperature_changes_scores_not_tags(exported, tmp_path):
+    import shutil
+
+    from export.calibrate import store_temperature
+    from serve.tagger import Tagger
+    copy = tmp_path / "tempered.onnx"
+    shutil.copy(exported[0], copy)
+    store_temperature(copy, 2.0)
+    force = tmp_path / "force.txt"
+    force.write_text(FORCED, encoding="utf-8")
+    plain, tempered = (Tagger.load(path, force_words=force) for path in (exported[0], copy))
+    assert (plain.temperature, tempered.temperature) == (1.0, 2.0)
+    texts = ["周恩来在北京大学。", "去北京"]
+    assert tempered.tag_bmeo(texts) == plain.tag_bmeo(texts)
+    for text, entities in zip(texts, tempered.tag(texts)):
+        emissions = tempered.emissions([text])[0].astype(np.float64) / 2.0
+        tags = tempered.tag_ids([text])[0]
+        for entity in entities:
+            want = brute_force(emissions, tempered.transitions.astype(np.float64) / 2.0, tags,
+                               entity.start, entity.end) if len(text) <= 6 else None
+            if want is not None:
+                assert entity.score == pytest.approx(want, abs=1e-4)
+    assert [e.score for e in tempered.tag(texts)[0]] != [e.score for e in plain.tag(texts)[0]]
+
+
+def test_log_loss_prefers_scores_that_match_the_outcomes():
+    from export.calibrate import log_loss
+    correct = np.array([True, True, False, True])
+    assert log_loss(np.array([0.9, 0.8, 0.2, 0.7]), correct) < \
+        log_loss(np.array([0.99, 0.99, 0.99, 0.99]), correct)
