@@ -443,7 +443,8 @@ def write_report(out: Path, report: dict) -> None:
                 rows.append(f"{path} / {path}[{name}]: "
                             f"{ours['e2e_chars_per_s'] / theirs['e2e_chars_per_s']:.1%} on "
                             f"{ours['chars']:,} characters ({name}: {other}).")
-    for path in ("serve_tag_interleaved", "serve_tag_big_interleaved", "serve_tag_variants"):
+    for path in ("serve_tag_interleaved", "serve_tag_big_interleaved", "serve_tag_variants",
+                 "serve_tag_big_variants"):
         interleaved = report["paths"].get(path, {})
         for name, ratios in interleaved.get("ratios", {}).items():
             rows.append(f"{path}, main / {name}: median {np.median(ratios):.1%} (rounds "
@@ -665,6 +666,12 @@ def main(argv=None) -> int:
             "flags": {name: flags.split() for name, flags in variants.items()}}
         if not args.paths:
             chosen.append("serve_tag_variants")
+        if args.big_chars:  # the same on the big input, where start-up weighs little
+            plan["serve_tag_big_variants"] = {
+                **plan["serve_tag_variants"], "text_file": str(big_file),
+                "text_chars": common["big_chars"], "rounds": max(args.rounds // 3, 2)}
+            if not args.paths:
+                chosen.append("serve_tag_big_variants")
     unknown = [name for name in chosen if name not in plan]
     if unknown:
         print(f"error: --paths: unknown {', '.join(unknown)} (known: {', '.join(plan)})",
