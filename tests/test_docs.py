@@ -112,3 +112,16 @@ def test_cli_reference_is_what_the_commands_print():
     result = subprocess.run([sys.executable, "-m", "pipeline.cli_reference", "--check"],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_the_cli_reference_check_fails_when_stale(tmp_path, monkeypatch):
+    from pipeline import cli_reference
+
+    stale = tmp_path / "cli.md"
+    stale.write_text("# Command reference\n\nan older text\n", encoding="utf-8")
+    monkeypatch.setattr(cli_reference, "REFERENCE", stale)
+    monkeypatch.setattr(cli_reference, "COMMANDS", ("data.check",))
+    assert cli_reference.main(["--check"]) == 1
+    assert cli_reference.main([]) == 0 and cli_reference.main(["--check"]) == 0
+    assert "## python -m data.check" in stale.read_text(encoding="utf-8")
