@@ -155,8 +155,9 @@ def training_texts(teacher) -> set[str]:
     config = teacher.config
     if not Path(config.train).is_file():
         return set()
+    # a teacher is any object with a config: one without the newer key reads as the default
     corpus = read_corpus(config.train, False, config.data_format, config.overlaps,
-                         unreviewed=config.unreviewed)
+                         unreviewed=getattr(config, "unreviewed", "refuse"))
     return {chunk.text for sentence in corpus.sentences
             for chunk in split_long(sentence, config.max_len)}
 
