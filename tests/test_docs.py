@@ -70,9 +70,12 @@ def test_the_link_check_finds_a_broken_link():
 
 
 def test_the_process_word_check_is_precise():
-    assert process_words("Measured in session 31; this session's default; issue 12's bound; "
-                         "bench/s31/ and `s25-h32`; the previous default's history") == [
-        "session 31", "this session", "issue 12's", "s31", "s25-h32", "the previous default"]
+    # built from pieces, so this file holds none of the words it looks for
+    sitting, ticket, earlier = "sess" + "ion", "iss" + "ue", "prev" + "ious"
+    sample = (f"Measured in {sitting} 31; this {sitting}'s default; {ticket} 12's bound; "
+              f"bench/s{31}/ and `s{25}-h32`; the {earlier} default's history")
+    assert process_words(sample) == [f"{sitting} 31", f"this {sitting}", f"{ticket} 12's",
+                                     f"s{31}", f"s{25}-h32", f"the {earlier} default"]
     assert process_words("ort.InferenceSession(path); scope=\"session\"; session.run(); "
                          "self.session; SessionOptions; an ONNX Runtime session; s3cret") == []
 
@@ -91,11 +94,10 @@ def test_readme_is_short():
 
 
 def test_no_process_words_in_tracked_text():
-    this_file = Path(__file__).relative_to(ROOT).as_posix()
     hits = {}
     for name in tracked_files():
         path = ROOT / name
-        if name == this_file or path.suffix in (".png", ".onnx", ".keras") or not path.is_file():
+        if path.suffix in (".png", ".onnx", ".keras") or not path.is_file():
             continue
         try:
             text = path.read_text(encoding="utf-8")
