@@ -134,11 +134,11 @@ def run_command(args) -> int:
         config = build_config(args)
         if args.out:
             config.out = args.out
-        check_paths(config)
         problem = config.init_from and not_a_run_folder("--init-from", config.init_from)
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return EXIT_DATA_ERROR
+        check_paths(config)
         if not args.resume and (Path(config.out) / CHECKPOINT_DIR).exists():
             print(f"error: {config.out} holds an unfinished run: pass --resume to continue it, "
                   "or choose another --out", file=sys.stderr)
