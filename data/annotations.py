@@ -11,6 +11,9 @@ Forms (detected per file, or named with `format`):
     first prediction's spans, or skipped, as `unreviewed` says.
 Offsets are characters (Python string indices), end exclusive. A sentence may hold any
 character, newlines included. BMES from spans: S- for one character, B-/M-/E- otherwise.
+A span whose text begins or ends with whitespace is trimmed to its non-space extent (no tag
+sequence makes a space part of a name usefully); one that is all whitespace is dropped. Both
+are counted, and refused with `strict`.
 
 Every problem is a DataError naming FILE:LINE (a JSON list: the task's line, and its index).
 """
@@ -38,6 +41,7 @@ class Span:
     end: int
     label: str
     where: str  # "line 7" or "task 3 (line 40)": for messages
+    line: int | None = None  # its own line, where spans of one record stand on several (brat)
 
 
 @dataclass
@@ -46,11 +50,13 @@ class SpanReading:
     form: str
     overlaps_resolved: int = 0  # spans dropped by --overlaps keep-longest / keep-first
     unreviewed: int = 0  # Label Studio tasks with predictions only (read or skipped)
+    trimmed: int = 0  # spans trimmed of surrounding whitespace (or dropped: all whitespace)
+    ignored: int = 0  # brat lines of other kinds (relations, attributes, notes...)
 
 
 def read_spans(path: str | Path, text: str, form: str | None = None,
                overlaps: str = "refuse", labels: set[str] | None = None,
-               unreviewed: str = "refuse") -> SpanReading:
+               unreviewed: str = "refuse", strict: bool = False) -> SpanReading:
     """Sentences and BMES tags from a span file's text (already decoded)."""
     if overlaps not in OVERLAPS:
         raise ValueError(f"overlaps {overlaps!r}: expected one of {', '.join(OVERLAPS)}")
@@ -71,12 +77,36 @@ def read_spans(path: str | Path, text: str, form: str | None = None,
             record = {**record, "annotations": record["predictions"][:1]}
         text_value, spans = _text_and_spans(path, line, where, record, form)
         for span in spans:
-            _check_span(path, line, span, text_value, labels)
-        kept, dropped = _resolve_overlaps(path, line, spans, overlaps)
+            check_span(path, line, span, text_value, labels)
+        spans = trimmed_spans(path, line, spans, text_value, strict, reading)
+        kept, dropped = resolve_overlaps(path, line, spans, overlaps)
         reading.overlaps_resolved += dropped
         reading.sentences.append(Sentence(text_value, bmes_tags(len(text_value), kept), line,
                                           inline=True))
     return reading
+
+
+def trimmed_spans(path, line, spans: list[Span], text: str, strict: bool,
+                  reading: SpanReading) -> list[Span]:
+    """`spans` trimmed to their non-space extent (counted in `reading`; DataError if strict)."""
+    kept = []
+    for span in spans:
+        start, end = span.start, span.end
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if (start, end) == (span.start, span.end):
+            kept.append(span)
+            continue
+        if strict:
+            raise DataError(path, line, f"{span.where}: span [{span.start}, {span.end}) "
+                                        f"{span.label} {text[span.start:span.end]!r:.40} begins "
+                                        "or ends with whitespace (--strict)")
+        reading.trimmed += 1
+        if start < end:
+            kept.append(Span(start, end, span.label, span.where, span.line))
+    return kept
 
 
 def bmes_tags(length: int, spans: list[Span]) -> list[str]:
@@ -236,7 +266,7 @@ def _make_span(path, line, where, start, end, label, quoted, text) -> Span:
     return span
 
 
-def _check_span(path, line, span: Span, text: str, labels: set[str] | None) -> None:
+def check_span(path, line, span: Span, text: str, labels: set[str] | None) -> None:
     name = f"{span.where}: span [{span.start}, {span.end}) {span.label}"
     if not 0 <= span.start < span.end <= len(text):
         raise DataError(path, line, f"{name}: offsets outside the text (length {len(text)}) "
@@ -248,7 +278,7 @@ def _check_span(path, line, span: Span, text: str, labels: set[str] | None) -> N
                                     f"{', '.join(sorted(labels))})")
 
 
-def _resolve_overlaps(path, line, spans: list[Span], overlaps: str) -> tuple[list[Span], int]:
+def resolve_overlaps(path, line, spans: list[Span], overlaps: str) -> tuple[list[Span], int]:
     """Spans that do not overlap; refused with both spans named, or resolved (dropped count)."""
     if overlaps == "keep-longest":
         candidates = sorted(spans, key=lambda s: (-(s.end - s.start), s.start))
@@ -261,7 +291,7 @@ def _resolve_overlaps(path, line, spans: list[Span], overlaps: str) -> tuple[lis
             kept.append(span)
         elif overlaps == "refuse":
             first, second = sorted([clash, span], key=lambda s: (s.start, s.end))
-            raise DataError(path, line, f"{span.where}: spans [{first.start}, {first.end}) "
+            raise DataError(path, span.line or line, f"{span.where}: spans [{first.start}, {first.end}) "
                                         f"{first.label} and [{second.start}, {second.end}) "
                                         f"{second.label} overlap (pass --overlaps keep-longest "
                                         "or keep-first to resolve)")

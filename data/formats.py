@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.files import DataError, decode_line
+from data.files import DataError, check_input_file, decode_line
 from data.sentences import Sentence
 from data.tags import TagShapeError, bio_to_bmes, invalid_transitions, is_bio, normalize_tag
 
@@ -32,6 +32,8 @@ class Corpus:
     form: str = "columns"  # columns | inline | doccano | jsonl | spacy | label-studio
     overlaps_resolved: int = 0  # overlapping spans dropped by --overlaps keep-*
     unreviewed: int = 0  # Label Studio tasks holding only a model's predictions
+    ignored: int = 0  # brat annotation lines of other kinds (relations, attributes, notes)
+    trimmed: int = 0  # spans trimmed of surrounding whitespace (dropped if all whitespace)
 
 
 FILE_UTF8_HINT = "the file must be UTF-8"
@@ -54,18 +56,38 @@ def read_lines(path: str | Path, errors: str = "strict") -> list[str]:
     return [line.rstrip("\r") for line in text.split("\n")]
 
 
-FORMS = ("columns", "inline", "doccano", "jsonl", "spacy", "label-studio")
+FORMS = ("columns", "inline", "doccano", "jsonl", "spacy", "label-studio", "brat")
 # A span file opens with `{"` or a `[` standing alone or before `{`/`]`; a column file that
 # starts with the character `{` or `[` has a tag after it (`{ O`), so it never looks like that.
 _SPAN_FILE_START = re.compile(r'^\s*(\{\s*"|\[\s*(\{|\]|$))')
 
 
+def check_corpus_path(path: str | Path) -> None:
+    """DataError unless path is a readable file or a folder of brat pairs."""
+    from data.brat import is_brat
+
+    if Path(path).is_dir():
+        if not is_brat(path):
+            raise DataError(path, None, "is a folder, not a file (nor a folder of brat "
+                                        ".txt/.ann pairs)")
+        return
+    check_input_file(path)
+
+
 def read_corpus(path: str | Path, strict: bool = False, form: str | None = None,
                 overlaps: str = "refuse", labels: set[str] | None = None,
-                unreviewed: str = "refuse") -> Corpus:
-    """Any accepted form (detected from the first non-blank line, or named by `form`)."""
+                unreviewed: str = "refuse", discontinuous: str = "refuse") -> Corpus:
+    """Any accepted form (detected from the first non-blank line, or named by `form`; a
+    folder or a `.ann` file is brat)."""
     if form is not None and form not in FORMS:
         raise ValueError(f"format {form!r}: expected one of {', '.join(FORMS)}")
+    from data.brat import is_brat, read_brat
+
+    if form == "brat" or (form is None and is_brat(path)):
+        reading = read_brat(path, overlaps, labels, strict, discontinuous)
+        return _checked(Corpus(str(path), reading.sentences, form="brat",
+                               overlaps_resolved=reading.overlaps_resolved,
+                               trimmed=reading.trimmed, ignored=reading.ignored), strict)
     lines = read_lines(path)
     first = next(((number, line) for number, line in enumerate(lines, 1) if line.strip()), None)
     if first is None:
@@ -78,14 +100,19 @@ def read_corpus(path: str | Path, strict: bool = False, form: str | None = None,
     if form not in ("columns", "inline"):
         from data.annotations import read_spans
         reading = read_spans(path, "\n".join(lines), None if form == "spans" else form,
-                             overlaps, labels, unreviewed)
+                             overlaps, labels, unreviewed, strict)
         corpus = Corpus(str(path), reading.sentences, form=reading.form,
                         overlaps_resolved=reading.overlaps_resolved,
-                        unreviewed=reading.unreviewed)
+                        unreviewed=reading.unreviewed, trimmed=reading.trimmed)
     else:
         parse = _parse_inline if form == "inline" else _parse_columns
         corpus = Corpus(str(path), parse(path, lines), form=form)
-    sentences = corpus.sentences
+    return _checked(corpus, strict)
+
+
+def _checked(corpus: Corpus, strict: bool) -> Corpus:
+    """BIO converted to BMES, invalid transitions found (refused if strict)."""
+    path, sentences = corpus.path, corpus.sentences
     has_entities = any(tag != "O" for sentence in sentences for tag in sentence.tags)
     if has_entities and is_bio(sentence.tags for sentence in sentences):
         corpus.converted_from_bio = True

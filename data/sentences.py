@@ -10,3 +10,4 @@ class Sentence:
     tags: list[str]
     line: int  # line of the first character in the source file, for messages
     inline: bool = False  # inline form: the whole sentence stands on `line`
+    source: str | None = None  # the file it came from when not the corpus's own (brat)

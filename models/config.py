@@ -92,6 +92,7 @@ class TrainConfig:
     data_format: str | None = None  # None: detected per file (data/formats.py FORMS)
     overlaps: str = "refuse"  # overlapping spans in span files: refuse | keep-longest | keep-first
     unreviewed: str = "refuse"  # Label Studio tasks with predictions only: refuse | predictions | skip
+    discontinuous: str = "refuse"  # brat entities with text between fragments: refuse | outer
 
     def __post_init__(self):
         if not self.adversarial >= 0:

@@ -153,11 +153,12 @@ def training_texts(teacher) -> set[str]:
     from data.tf_input import split_long
 
     config = teacher.config
-    if not Path(config.train).is_file():
+    if not Path(config.train).exists():
         return set()
     # a teacher is any object with a config: one without the newer key reads as the default
     corpus = read_corpus(config.train, False, config.data_format, config.overlaps,
-                         unreviewed=getattr(config, "unreviewed", "refuse"))
+                         unreviewed=getattr(config, "unreviewed", "refuse"),
+                         discontinuous=getattr(config, "discontinuous", "refuse"))
     return {chunk.text for sentence in corpus.sentences
             for chunk in split_long(sentence, config.max_len)}
 

@@ -25,7 +25,7 @@ from models.distillation import (attach_teacher_targets, load_teachers, pseudo_l
                                  read_unlabeled, student_view_targets)
 from models.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, load_run,
                               save_json, save_vocabularies, load_vocabularies)
-from models.warm_start import init_embeddings_from
+from models.warm_start import init_from_run, with_source_tokens
 
 EXIT_INTERRUPTED = 130
 HISTORY_FIELDS = ["epoch", "loss", "dev_f1", "lr", "seconds"]
@@ -34,7 +34,8 @@ HISTORY_FIELDS = ["epoch", "loss", "dev_f1", "lr", "seconds"]
 def load_data(config: TrainConfig):
     def read(path):
         return read_corpus(path, config.strict, config.data_format, config.overlaps,
-                           unreviewed=config.unreviewed)
+                           unreviewed=config.unreviewed,
+                           discontinuous=config.discontinuous)
 
     corpora = {"train": read(config.train), "dev": read(config.dev)}
     if config.test:
@@ -44,6 +45,8 @@ def load_data(config: TrainConfig):
         if corpus.overlaps_resolved:
             note += f" ({corpus.overlaps_resolved} overlapping spans dropped, --overlaps " \
                     f"{config.overlaps})"
+        if corpus.trimmed:
+            note += f" ({corpus.trimmed} spans trimmed of surrounding whitespace)"
         print(f"{name}: {corpus.path}: {corpus.form} form, {len(corpus.sentences)} sentences"
               f"{note}", file=sys.stderr)
         if corpus.transition_problems:
@@ -54,10 +57,12 @@ def load_data(config: TrainConfig):
     return corpora
 
 
-def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=None):
+def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=None,
+                       source=None):
     """The input encoder and tag set, from the training data only (and the lexicon); a
     student also learns characters from the raw text its teachers tag (extra_texts) and
-    takes its teachers' tag set (tag_names)."""
+    takes its teachers' tag set (tag_names); a run started from `source` (--init-from) also
+    takes the source's characters and bigrams, whose rows it inherits."""
     from data.encoding import InputEncoder
     from data.lexicon import load_lexicon
     from data.lexicon_features import LexiconFeatures, build_word_vocab, char_prior_table
@@ -67,6 +72,11 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
     texts = [s.text for s in corpora["train"].sentences] + list(extra_texts)
     chars = CharVocab.build(texts, config.char_min_count)
     bigrams = BigramVocab.build(texts, config.bigram_min_count) if config.bigrams else None
+    if source is not None:
+        chars = CharVocab(with_source_tokens(chars.tokens[2:], source.encoder.chars.tokens))
+        if bigrams is not None and source.encoder.bigrams is not None:
+            bigrams = BigramVocab(with_source_tokens(bigrams.tokens[2:],
+                                                     source.encoder.bigrams.tokens))
     features = None
     uses_priors = config.resolve_char_priors(sum(map(len, texts)))
     lexicon = load_lexicon(config.lexicon) if config.uses_lexicon else None
@@ -273,11 +283,12 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
         if resume:
             log(f"no checkpoint in {run}: starting from scratch")
         run.mkdir(parents=True, exist_ok=True)
+        source = load_run(config.init_from) if config.init_from else None
         encoder, tags = build_vocabularies(
-            config, corpora, unlabeled, teachers[0].tags.tags if teachers else None)
+            config, corpora, unlabeled, teachers[0].tags.tags if teachers else None, source)
         model = build_model(config, encoder, tags)
-        if config.init_from:
-            init_embeddings_from(model, encoder, load_run(config.init_from), log)
+        if source is not None:
+            init_from_run(model, encoder, tags, source, log)
         average = weight_average(model, config)
         config.save(run / CONFIG)
         save_vocabularies(run, encoder, tags)

@@ -1,14 +1,18 @@
-"""`--init-from RUN`: start a new run's character and bigram embeddings from a trained run's.
+"""`--init-from RUN`: start a new run from a trained run's network.
 
-A student distilled from a teacher can start from the teacher's embedding tables, which hold
-most of its parameters (on MSRA the bigram table alone is 4.5M of the default's 5.4M) and were
-learnt with the teacher's larger network. Rows are matched by token (character or bigram),
-so the two vocabularies need not be equal: a token the source lacks keeps its random start.
-The tables must have the same width; the rest of the network starts as usual.
+Every layer whose role and shape match starts from RUN: the character and bigram embedding
+rows by token (the new run's vocabularies also take RUN's tokens, so characters and bigrams
+its own data lacks keep what RUN learnt of them), word-embedding rows by word, the Bi-LSTM
+layers, and the emissions and CRF when the tag sets are equal (fine-tuning a deployed model on
+corrected data). Differing tag sets start fresh emissions and CRF. A layer whose shape differs
+(another lexicon's flag count, another hidden size) starts as usual and is named in the log.
+Embedding tables must have the same width: the flag that makes them equal is named.
 """
 from __future__ import annotations
 
 import numpy as np
+
+RECURRENT_PREFIX = "bilstm_"
 
 
 def shared_rows(target_tokens: list[str], source_tokens: list[str]
@@ -21,6 +25,12 @@ def shared_rows(target_tokens: list[str], source_tokens: list[str]
     return rows[:, 0], rows[:, 1]
 
 
+def with_source_tokens(own: list[str], source: list[str]) -> list[str]:
+    """`own` tokens (without the two reserved ones), then the source's that `own` lacks."""
+    kept = set(own)
+    return list(own) + [token for token in source[2:] if token not in kept]
+
+
 def copy_rows(target_layer, source_layer, target_tokens, source_tokens, name: str,
               source_path) -> tuple[int, int]:
     """Copy the shared tokens' rows; (rows copied, rows in the target). ValueError when the
@@ -28,7 +38,7 @@ def copy_rows(target_layer, source_layer, target_tokens, source_tokens, name: st
     target = target_layer.get_weights()[0]
     source = source_layer.get_weights()[0]
     if target.shape[1] != source.shape[1]:
-        flag = "--embedding-dim" if name == "character" else "--bigram-dim"
+        flag = {"character": "--embedding-dim", "bigram": "--bigram-dim"}.get(name, "--word-dim")
         raise ValueError(f"--init-from {source_path}: its {name} embedding has "
                          f"{source.shape[1]} columns, this run's {target.shape[1]}; "
                          f"give {flag} {source.shape[1]}")
@@ -38,8 +48,9 @@ def copy_rows(target_layer, source_layer, target_tokens, source_tokens, name: st
     return len(target_rows), len(target)
 
 
-def init_embeddings_from(model, encoder, source, log=print) -> None:
-    """Set `model`'s character (and bigram) embedding rows from the loaded run `source`."""
+def embedding_tables(model, encoder, source) -> list[tuple]:
+    """(name, target layer, source layer, target tokens, source tokens) of each table both
+    networks have."""
     tables = [("character", model.char_embedding, source.model.char_embedding,
                encoder.chars.tokens, source.encoder.chars.tokens)]
     if model.uses_bigrams:
@@ -48,7 +59,61 @@ def init_embeddings_from(model, encoder, source, log=print) -> None:
                              "give --no-bigrams or another run")
         tables.append(("bigram", model.bigram_embedding, source.model.bigram_embedding,
                        encoder.bigrams.tokens, source.encoder.bigrams.tokens))
-    for name, target_layer, source_layer, target_tokens, source_tokens in tables:
+    if model.uses_words and source.model.uses_words:
+        tables.append(("word", model.word_embedding, source.model.word_embedding,
+                       word_tokens(encoder), word_tokens(source.encoder)))
+    return tables
+
+
+def word_tokens(encoder) -> list[str]:
+    """The word embedding's row names: one row per lexicon class (ids 1..), then a row per word
+    of the vocabulary; row 0 is padding."""
+    features = encoder.lexicon
+    classes = [f"<class:{name}>" for name in features.lexicon.type_names]
+    return ["<pad>"] + classes + list(features.word_vocab)
+
+
+def init_embeddings_from(model, encoder, source, log=print) -> None:
+    """Set `model`'s embedding rows (characters, bigrams, words) from the loaded run `source`."""
+    for name, target_layer, source_layer, target_tokens, source_tokens in \
+            embedding_tables(model, encoder, source):
         copied, total = copy_rows(target_layer, source_layer, target_tokens, source_tokens,
                                   name, source.path)
         log(f"init from {source.path}: {copied:,} of {total:,} {name} rows")
+
+
+def same_shapes(target_layer, source_layer) -> bool:
+    target, source = target_layer.get_weights(), source_layer.get_weights()
+    return len(target) == len(source) and all(t.shape == s.shape for t, s in zip(target, source))
+
+
+def transfer_layers(model, tags, source) -> tuple[list[str], list[str]]:
+    """Copy the Bi-LSTM layers, and the emissions and CRF when the tag sets are equal, where
+    shapes match; (names copied, `name (why)` of each left to start fresh)."""
+    copied, left = [], []
+    pairs = [(layer, source_layer) for layer, source_layer in
+             zip(model.recurrent, source.model.recurrent)]
+    left += [f"{layer.name} (the source has {len(source.model.recurrent)} layers)"
+             for layer in model.recurrent[len(pairs):]]
+    if tags.tags == source.tags.tags:
+        pairs += [(model.emission_dense, source.model.emission_dense),
+                  (model.crf, source.model.crf)]
+    else:
+        left.append("emissions and crf (the tag sets differ)")
+    for layer, source_layer in pairs:
+        if same_shapes(layer, source_layer):
+            layer.set_weights(source_layer.get_weights())
+            copied.append(layer.name)
+        else:
+            left.append(f"{layer.name} (its shapes differ: another lexicon, hidden size or "
+                        "input width)")
+    return copied, left
+
+
+def init_from_run(model, encoder, tags, source, log=print) -> None:
+    """Start `model` from the loaded run `source` wherever roles and shapes match (module doc),
+    logging what was copied and what was left."""
+    init_embeddings_from(model, encoder, source, log)
+    copied, left = transfer_layers(model, tags, source)
+    log(f"init from {source.path}: copied {', '.join(copied) or 'no other layer'}"
+        + (f"; left {'; '.join(left)}" if left else ""))

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from data.annotations import OVERLAPS, UNREVIEWED
 from data.files import check_input_file, check_output
-from data.formats import FORMS, DataError
+from data.brat import DISCONTINUOUS
+from data.formats import FORMS, DataError, check_corpus_path
 from models.config import CHAR_PRIOR_CHOICES, CHAR_PRIORS_AUTO_CHARS, MSRA_TEST, TrainConfig
 from models.run_files import CHECKPOINT_DIR, CONFIG, MODEL
 from models.training import train
@@ -24,7 +25,7 @@ EXIT_DATA_ERROR, EXIT_INTERRUPTED = 2, 130
 
 # Fields with flags of their own (or set by pipeline.distill), not the generic --name NUMBER.
 _OWN_FLAGS = ("train", "dev", "test", "out", "bigrams", "strict", "lexicon", "lexicon_features",
-              "data_format", "overlaps", "unreviewed", "teachers", "unlabeled",
+              "data_format", "overlaps", "unreviewed", "discontinuous", "teachers", "unlabeled",
               "soft_weight", "temperature", "teacher_view", "lexicon_char_priors", "init_from")
 
 
@@ -83,10 +84,14 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--unreviewed", choices=UNREVIEWED,
                         help="Label Studio tasks holding only a model's predictions (from "
                         "pipeline.select): refuse (default), train on the predictions, or skip")
+    parser.add_argument("--discontinuous", choices=DISCONTINUOUS,
+                        help="brat entities with text between their fragments: refuse "
+                        "(default), or read each as its outer extent")
     parser.add_argument("--init-from", dest="init_from", metavar="RUN",
-                        help="start the character and bigram embeddings from this trained "
-                        "run's, row by row for the tokens both vocabularies hold (same widths "
-                        "needed; e.g. a distilled student from its teacher)")
+                        help="start from this trained run: embedding rows by token (taking its "
+                        "characters and bigrams into the vocabulary), the Bi-LSTM, and the "
+                        "emissions and CRF if the tag sets are equal, wherever shapes match "
+                        "(embedding widths must)")
     parser.add_argument("--strict", action="store_true", default=None,
                         help="refuse data with invalid BMES transitions")
     return parser
@@ -121,9 +126,11 @@ def main(argv=None) -> int:
 
 def check_paths(config: TrainConfig) -> None:
     """The data files and the run folder, before anything is read or trained (DataError)."""
-    for path in (config.train, config.dev, config.test, *config.unlabeled):
+    for path in (config.train, config.dev, config.test):
         if path:
-            check_input_file(path)
+            check_corpus_path(path)
+    for path in config.unlabeled:
+        check_input_file(path)
     check_output(config.out, create_parent=True, folder=True)
 
 

@@ -134,6 +134,39 @@ def test_overlaps_resolved_when_asked_and_counted(tmp_path):
     assert "entities: ORG 2" in result.stdout and "overlapping spans dropped: 2" in result.stdout
 
 
+# Spans from the Boson corpus's export whose text begins or ends with a space (U+0020, U+00A0)
+BOSON_EDGES = [("哥奉敕主持修建？ 尼伯尔6. 妙应寺白塔", [8, 12, "org_name"], "尼伯尔"),
+               ("\xa0\xa0\xa0\xa0亚太地区优秀度假村", [3, 6, "location"], "亚太"),
+               ("动通信运营商，原 iPhone美国独家运营商，", [8, 15, "product_name"], "iPhone"),
+               ("合6月13日报道 6月13日晚，庞大发布公告称", [8, 15, "time"], "6月13日晚"),
+               ("北京 ", [0, 3, "location"], "北京")]
+
+
+def test_spans_are_trimmed_of_surrounding_whitespace_and_counted(tmp_path):
+    path = tmp_path / "edges.jsonl"
+    lines = [record(text, [span]) for text, span, _ in BOSON_EDGES]
+    lines.append(record("上海 北京", [[2, 3, "LOC"], [3, 5, "LOC"]]))  # all space: dropped
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    corpus = read_corpus(path)
+    found = [[s.text[start:end] for start, end, _ in spans_of(s)] for s in corpus.sentences]
+    assert found == [[kept] for _, _, kept in BOSON_EDGES] + [["北京"]]
+    assert corpus.trimmed == len(BOSON_EDGES) + 1
+    result = run_module("data.check", path)
+    assert result.returncode == 0
+    assert f"spans trimmed of surrounding whitespace: {len(BOSON_EDGES) + 1}" in result.stdout
+
+
+def test_strict_refuses_a_span_with_surrounding_whitespace(tmp_path):
+    path = tmp_path / "edges.jsonl"
+    text, span, _ = BOSON_EDGES[0]
+    path.write_text(record("上海", [[0, 2, "LOC"]]) + "\n" + record(text, [span]) + "\n",
+                    encoding="utf-8")
+    result = run_module("data.check", "--strict", path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == (f"error: {path}:2: line 2: span [8, 12) org_name ' 尼伯尔' begins "
+                             "or ends with whitespace (--strict)\n")
+
+
 def record(text, spans, key="label"):
     return json.dumps({"text": text, key: spans}, ensure_ascii=False)
 

@@ -1,0 +1,103 @@
+"""`pipeline.train --init-from RUN`: every layer whose role and shape match starts from RUN.
+
+A learning rate of 0 keeps the weights where the transfer put them, so the saved run shows
+the network as it was before training."""
+import numpy as np
+import pytest
+
+from tests.conftest import FIXTURES, TINY, run_module
+
+
+def train_from(source, out, train_file, *extra):
+    return run_module("pipeline.train", "--train", train_file, "--dev", FIXTURES / "dev.txt",
+                      "--out", out, "--epochs", "1", *TINY, "--init-from", source, "--lr", "0",
+                      *extra, timeout=600)
+
+
+def weights(run, layer):
+    return getattr(run.model, layer).get_weights()
+
+
+def assert_same(target, source, layer):
+    for mine, theirs in zip(weights(target, layer), weights(source, layer), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-7)
+
+
+def assert_rows_by_token(target, source, layer, vocab):
+    source_rows = dict(zip(getattr(source.encoder, vocab).tokens, weights(source, layer)[0]))
+    tokens = getattr(target.encoder, vocab).tokens
+    table = weights(target, layer)[0]
+    shared = [i for i, token in enumerate(tokens) if token in source_rows]
+    np.testing.assert_allclose(table[shared], [source_rows[tokens[i]] for i in shared],
+                               rtol=1e-6, atol=1e-7)
+    return shared
+
+
+@pytest.fixture(scope="module")
+def relabelled(tmp_path_factory):
+    """The fixture data with other type names: a new tag set over the same text."""
+    folder = tmp_path_factory.mktemp("relabelled")
+    path = folder / "train.txt"
+    text = (FIXTURES / "train.txt").read_text(encoding="utf-8")
+    path.write_text(text.replace("-PER", "-person").replace("-LOC", "-place"), encoding="utf-8")
+    return path
+
+
+def test_same_tag_set_starts_every_layer_from_the_source(trained_run, tmp_path):
+    from models.run_files import load_run
+
+    source_path, _ = trained_run
+    result = train_from(source_path, tmp_path / "t", FIXTURES / "train.txt")
+    assert result.returncode == 0, result.stderr[-3000:]
+    source, target = load_run(source_path), load_run(tmp_path / "t")
+    for layer in ("emission_dense", "crf"):
+        assert_same(target, source, layer)
+    for mine, theirs in zip(target.model.recurrent, source.model.recurrent, strict=True):
+        for a, b in zip(mine.get_weights(), theirs.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for layer, vocab in (("char_embedding", "chars"), ("bigram_embedding", "bigrams")):
+        shared = assert_rows_by_token(target, source, layer, vocab)
+        # the new run also holds every source token, so its rows are all inherited
+        assert len(shared) == len(getattr(source.encoder, vocab).tokens)
+    assert f"init from {source_path}: copied bilstm_0, emissions, crf\n" in result.stdout
+
+
+def test_a_new_tag_set_starts_fresh_emissions_and_crf(trained_run, relabelled, tmp_path):
+    from models.run_files import load_run
+
+    source_path, _ = trained_run
+    result = train_from(source_path, tmp_path / "t", relabelled, "--dev", relabelled)
+    assert result.returncode == 0, result.stderr[-3000:]
+    source, target = load_run(source_path), load_run(tmp_path / "t")
+    assert target.tags.tags != source.tags.tags
+    for mine, theirs in zip(target.model.recurrent, source.model.recurrent, strict=True):
+        for a, b in zip(mine.get_weights(), theirs.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for layer in ("emission_dense", "crf"):
+        for mine, theirs in zip(weights(target, layer), weights(source, layer), strict=True):
+            assert not np.allclose(mine, theirs)
+    assert (f"init from {source_path}: copied bilstm_0; left emissions and crf (the tag sets "
+            "differ)\n") in result.stdout
+
+
+def test_another_vocabulary_and_lexicon_transfer_what_matches(trained_run, tmp_path):
+    """Trained on other text (another vocabulary and tag set) without the lexicon: shared
+    tokens' rows are copied, the Bi-LSTM (another input width) is left, and the log says so."""
+    from models.run_files import load_run
+
+    source_path, _ = trained_run
+    result = train_from(source_path, tmp_path / "t", FIXTURES / "dev.txt", "--no-lexicon")
+    assert result.returncode == 0, result.stderr[-3000:]
+    source, target = load_run(source_path), load_run(tmp_path / "t")
+    own = {char for line in (FIXTURES / "dev.txt").read_text(encoding="utf-8").splitlines()
+           for char in line[:1] if line.strip()}
+    assert own <= set(target.encoder.chars.tokens)
+    shared = assert_rows_by_token(target, source, "char_embedding", "chars")
+    rows = len(target.encoder.chars.tokens)
+    assert f"init from {source_path}: {len(shared):,} of {rows:,} character rows\n" \
+        in result.stdout
+    assert (f"init from {source_path}: copied no other layer; left emissions and crf (the tag "
+            "sets differ); bilstm_0 (its shapes differ: another lexicon, hidden size or input "
+            "width)\n") in result.stdout
+    first_input = target.model.recurrent[0].get_weights()[0]
+    assert first_input.shape != source.model.recurrent[0].get_weights()[0].shape
