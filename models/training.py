@@ -78,6 +78,9 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
             bigrams = BigramVocab(with_source_tokens(bigrams.tokens[2:],
                                                      source.encoder.bigrams.tokens))
     features = None
+    if source is not None and config.lexicon_char_priors == "auto":
+        # the source's choice keeps the Bi-LSTM's input width, so its weights can transfer
+        config.lexicon_char_priors = source.config.lexicon_char_priors
     uses_priors = config.resolve_char_priors(sum(map(len, texts)))
     lexicon = load_lexicon(config.lexicon) if config.uses_lexicon else None
     if lexicon is not None and config.lexicon_train_entities:

@@ -75,7 +75,8 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
                         help="also each character's own lexicon statistics: how often it "
                         "begins, continues, ends or is a word of each type class; auto: on "
                         f"for training text under {CHAR_PRIORS_AUTO_CHARS:,} characters, where "
-                        "it was measured to pay (default auto)")
+                        "it was measured to pay, and as the --init-from run chose (default "
+                        "auto)")
     parser.add_argument("--format", dest="data_format", choices=FORMS,
                         help="form of the data files (default: detected per file)")
     parser.add_argument("--overlaps", choices=OVERLAPS,

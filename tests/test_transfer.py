@@ -101,3 +101,29 @@ def test_another_vocabulary_and_lexicon_transfer_what_matches(trained_run, tmp_p
             "width)\n") in result.stdout
     first_input = target.model.recurrent[0].get_weights()[0]
     assert first_input.shape != source.model.recurrent[0].get_weights()[0].shape
+
+
+def test_auto_char_priors_follow_the_source_so_the_bilstm_can_transfer():
+    """Small training text turns char priors on, but a source trained without them keeps
+    them off (the Bi-LSTM's input width must match); an explicit choice still wins."""
+    from types import SimpleNamespace
+
+    from data.formats import read_corpus
+    from models.config import TrainConfig
+    from models.training import build_vocabularies
+
+    corpora = {"train": read_corpus(FIXTURES / "train.txt")}
+    source_encoder = SimpleNamespace(chars=SimpleNamespace(tokens=["<pad>", "<unk>", "鼂"]),
+                                     bigrams=SimpleNamespace(tokens=["<pad>", "<unk>", "鼂鼂"]))
+    source = SimpleNamespace(config=TrainConfig(lexicon_char_priors="off"),
+                             encoder=source_encoder)
+    followed = TrainConfig()
+    encoder, _ = build_vocabularies(followed, corpora, source=source)
+    assert followed.lexicon_char_priors == "off" and encoder.lexicon.char_prior_chars is None
+    assert encoder.chars.tokens[-1] == "鼂" and encoder.bigrams.tokens[-1] == "鼂鼂"
+    alone = TrainConfig()
+    build_vocabularies(alone, corpora)
+    assert alone.lexicon_char_priors == "on"
+    explicit = TrainConfig(lexicon_char_priors="on")
+    build_vocabularies(explicit, corpora, source=source)
+    assert explicit.lexicon_char_priors == "on"
