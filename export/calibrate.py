@@ -23,7 +23,7 @@ GRID = tuple(np.round(np.arange(0.5, 3.01, 0.05), 2))
 def dev_scores(session, corpus, gold_tags: list[list[str]], tags: list[str],
                temperatures) -> tuple:
     """(correct [entities], scores [temperatures, entities]) of the predicted dev entities."""
-    from data.tf_input import inference_batches
+    from training.tf_input import inference_batches
 
     codes = TagCodes(tags)
     correct, scores = [], [[] for _ in temperatures]

@@ -106,7 +106,7 @@ def calibrate(run, outputs: list[Path], dev: Path, choice: str) -> None:
         return
     if choice == "fit":
         from data.formats import read_corpus
-        from data.tf_input import encode_corpus
+        from training.tf_input import encode_corpus
 
         corpus = encode_corpus(read_corpus(dev).sentences, run.encoder, run.tags)
         gold = [run.tags.decode(ids) for ids in corpus.tag_ids]
@@ -172,7 +172,7 @@ def ensemble_run(runs: list):
 
     from data.encoding import merged_encoder
     from models.ensemble import TaggerEnsemble
-    from models.run_files import check_one_tag_set
+    from training.run_files import check_one_tag_set
 
     check_one_tag_set(runs, "an ensemble's members")
     members = [str(run.path) for run in runs]
@@ -185,7 +185,7 @@ def ensemble_run(runs: list):
 
 def load_runs(paths: list[Path]):
     """One run, or several as an ensemble (ValueError / FileNotFoundError for the user)."""
-    from models.run_files import load_run
+    from training.run_files import load_run
 
     runs = [load_run(path) for path in paths]
     return runs[0] if len(runs) == 1 else ensemble_run(runs)
@@ -193,7 +193,7 @@ def load_runs(paths: list[Path]):
 
 def main(argv=None) -> int:
     from data.formats import DataError
-    from models.run_files import newest_run
+    from training.run_files import newest_run
 
     args = parse_args(argv)
     import_tensorflow_quietly()

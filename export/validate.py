@@ -12,7 +12,7 @@ import numpy as np
 
 from data.formats import read_corpus
 from data.metrics import entity_scores
-from data.tf_input import EncodedCorpus, encode_corpus, inference_batches
+from training.tf_input import EncodedCorpus, encode_corpus, inference_batches
 from data.viterbi import viterbi_decode
 from models.tagger import emissions_function
 
@@ -35,7 +35,7 @@ def ragged_batch(corpus: EncodedCorpus, size: int = 8) -> np.ndarray:
 
 def emissions_both(session, keras_fn, corpus, indices_batches):
     """Yield (lengths, keras emissions, onnx emissions) per batch."""
-    from data.tf_input import batch_arrays
+    from training.tf_input import batch_arrays
 
     for indices in indices_batches:
         inputs, _ = batch_arrays(corpus, indices)
@@ -74,7 +74,7 @@ def in_graph_tags(session, corpus: EncodedCorpus, batch_size: int = 128) -> list
 
 
 def validate_export(run, paths: list[Path], dev_path: Path, atol: float, log=print) -> bool:
-    from models.predict import predict_tag_ids
+    from training.predict import predict_tag_ids
 
     dev = encode_corpus(read_corpus(dev_path).sentences, run.encoder, run.tags)
     keras_fn = emissions_function(run.model)

@@ -68,7 +68,7 @@ class TrainConfig:
     adversarial: float = 0.5
     epochs: int = 14
     # an epoch is at least this many steps: a small training set is passed over several times
-    # per epoch (data/tf_input.py passes_per_epoch); 0 = one pass an epoch
+    # per epoch (training/tf_input.py passes_per_epoch); 0 = one pass an epoch
     epoch_min_steps: int = 1000
     patience: int = 3  # epochs without a better dev F1 before stopping
     max_len: int = 200  # longer training sentences are cut into chunks of at most this
@@ -83,11 +83,11 @@ class TrainConfig:
     temperature: float = 1.0
     # the text the teachers' marginals are computed on: "clean" = once, as written; "student"
     # = each epoch, with the characters and bigrams the student sees as <unk> (unk_rate)
-    # turned <unk> for the teachers too (models/distillation.py student_view_targets)
+    # turned <unk> for the teachers too (training/distillation.py student_view_targets)
     teacher_view: str = "clean"
     unlabeled: list[str] = field(default_factory=list)
     # a trained run whose character and bigram embedding rows start this run's, token by token
-    # (models/warm_start.py); None: random start
+    # (training/warm_start.py); None: random start
     init_from: str | None = None
     data_format: str | None = None  # None: detected per file (data/formats.py FORMS)
     overlaps: str = "refuse"  # overlapping spans in span files: refuse | keep-longest | keep-first

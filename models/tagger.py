@@ -140,7 +140,7 @@ class BiLSTMCRF(keras.Model):
             specs[CHAR_PRIOR_IDS] = tf.TensorSpec([None, None], tf.int32, name=CHAR_PRIOR_IDS)
         return specs
 
-    # Distillation (models/distillation.py): the share of the loss given to the teacher's
+    # Distillation (training/distillation.py): the share of the loss given to the teacher's
     # marginals; set on the student before training, not saved with the model.
     soft_weight = 0.0
     temperature = 1.0
@@ -177,7 +177,7 @@ class BiLSTMCRF(keras.Model):
         """The loss from the input vectors: CRF negative log-likelihood of the tags; with (tags,
         teacher marginals) targets, mixed with the cross-entropy of the student's CRF marginals
         against the teacher's, both at `temperature` (the teacher's are computed at it in
-        models/distillation.py)."""
+        training/distillation.py)."""
         tag_ids, soft = targets if isinstance(targets, (tuple, list)) else (targets, None)
         emissions = self.emissions_from(vectors, inputs["char_ids"], training)
         lengths = sequence_lengths_of(inputs["char_ids"])

@@ -22,9 +22,9 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     import_tensorflow_quietly()
-    from data.tf_input import encode_corpus
-    from models.predict import score_corpus
-    from models.run_files import load_run
+    from training.tf_input import encode_corpus
+    from training.predict import score_corpus
+    from training.run_files import load_run
 
     try:
         run = load_run(args.run)

@@ -176,7 +176,7 @@ def write_report(out: Path, report: dict) -> str:
 def main(argv=None) -> int:
     import os
 
-    from pipeline.bench import machine_name
+    from pipeline.bench.report import machine_name
 
     parser = argparse.ArgumentParser(prog="python -m pipeline.loadtest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

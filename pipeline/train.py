@@ -8,19 +8,58 @@ After each epoch a checkpoint is written, so a killed run can continue with --re
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
 from data.annotations import OVERLAPS, UNREVIEWED
-from data.files import check_input_file, check_output
 from data.brat import DISCONTINUOUS
+from data.files import check_input_file, check_output
 from data.formats import FORMS, DataError, check_corpus_path
 from models.config import CHAR_PRIOR_CHOICES, CHAR_PRIORS_AUTO_CHARS, MSRA_TEST, TrainConfig
-from models.run_files import CHECKPOINT_DIR, CONFIG, MODEL
-from models.training import train
+from training.loop import NOTES, StopRequest, train
+from training.run_files import CHECKPOINT_DIR, CONFIG, MODEL
 
 EXIT_DATA_ERROR, EXIT_INTERRUPTED = 2, 130
+
+
+class GracefulInterrupt(StopRequest):
+    """Ctrl-C stops training at the end of the current batch instead of inside TensorFlow.
+
+    A KeyboardInterrupt raised while TensorFlow executes a step can hang the process for
+    good (seen with TF 2.21); a flag checked between batches cannot. A second Ctrl-C quits
+    at once. The last finished epoch's checkpoint is left as it was.
+    """
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def handle(self, signum, frame):
+        if self.requested:
+            os._exit(EXIT_INTERRUPTED)
+        self.requested = True
+        print("\nstopping after this batch (Ctrl-C again to quit at once)", file=sys.stderr,
+              flush=True)
+
+
+def notes_to_stderr() -> None:
+    """The training library's notes on the data, one plain line each on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    NOTES.handlers[:] = [handler]
+    NOTES.setLevel(logging.INFO)
+    NOTES.propagate = False
 
 
 # Fields with flags of their own (or set by pipeline.distill), not the generic --name NUMBER.
@@ -151,7 +190,10 @@ def run_command(args) -> int:
             print(f"error: {config.out} holds an unfinished run: pass --resume to continue it, "
                   "or choose another --out", file=sys.stderr)
             return EXIT_DATA_ERROR
-        train(config, resume=args.resume, log=lambda line: print(line, flush=True))
+        notes_to_stderr()
+        with GracefulInterrupt() as stop:
+            train(config, resume=args.resume, log=lambda line: print(line, flush=True),
+                  stop=stop)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_DATA_ERROR

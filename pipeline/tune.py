@@ -167,8 +167,10 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     import_tensorflow_quietly()
+    from pipeline.train import notes_to_stderr
     from tuning.search import RunTuner, make_oracle
 
+    notes_to_stderr()
     try:
         config = base_config(args)
         oracle = make_oracle(args.tuner, search_space(args), args.max_trials, args.seed,

@@ -178,6 +178,91 @@ def parse_request(body: bytes, defaults: TagOptions) -> tuple[list[str], TagOpti
     return texts, options
 
 
+class Service:
+    """The HTTP service's state: the tagger (loaded in the background), the micro-batcher,
+    the metrics, and the request defaults; the routes of create_app call into it."""
+
+    def __init__(self, model: Path, max_batch: int, max_wait_ms: float, max_queue: int,
+                 max_body_bytes: int, threads: int | None, defaults: TagOptions,
+                 words: Path | None, force_words: Path | None):
+        from serve.records import tag_records
+
+        self.model, self.threads, self.words, self.force_words = model, threads, words, \
+            force_words
+        self.max_body_bytes, self.defaults = max_body_bytes, defaults
+        self.metrics = Metrics()
+        self.state = {"tagger": None, "ready": False, "error": None}
+        self.batcher = MicroBatcher(lambda texts, options: tag_records(self.state["tagger"],
+                                                                      texts, options),
+                                    max_batch, max_wait_ms / 1000, max_queue, self.metrics)
+
+    def load_and_warm(self) -> None:
+        from serve.records import tag_records
+        from serve.tagger import Tagger
+
+        try:
+            tagger = Tagger.load(self.model, "cpu", self.threads, self.words, self.force_words)
+            tag_records(tagger, ["预热文本。"] * 4, self.defaults)  # warm-up
+            self.metrics.words_loaded.labels(list="words").set(tagger.words_added)
+            self.metrics.words_loaded.labels(list="force_words").set(
+                tagger.forced.count if tagger.forced else 0)
+            self.state["tagger"], self.state["ready"] = tagger, True
+        except Exception as error:  # reported by /readyz, and the process exits 2
+            self.state["error"] = f"{type(error).__name__}: {error}"
+
+    def answer(self, path: str, code: int, body: dict, headers: dict | None = None):
+        from fastapi.responses import JSONResponse
+
+        self.metrics.requests.labels(path=path, code=str(code)).inc()
+        return JSONResponse(body, status_code=code, headers=headers)
+
+    async def tag(self, request):
+        started = time.perf_counter()
+        self.metrics.in_progress.inc()
+        try:
+            return await self.tag_answer(request)
+        finally:
+            self.metrics.in_progress.dec()
+            self.metrics.duration.observe(time.perf_counter() - started)
+
+    async def tag_answer(self, request):
+        retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        if not self.state["ready"]:
+            return self.answer("/v1/tag", 503, {"error": "the model is loading; retry shortly"},
+                               retry)
+        try:
+            texts, options = parse_request(await read_body(request, self.max_body_bytes),
+                                           self.defaults)
+        except BodyTooLarge:
+            return self.answer("/v1/tag", 413, {"error": f"the body is larger than "
+                                                         f"{self.max_body_bytes} bytes"})
+        except ValueError as error:
+            return self.answer("/v1/tag", 400, {"error": str(error)})
+        if not texts:
+            return self.answer("/v1/tag", 200, {"results": []})
+        try:
+            results = await self.batcher.submit(texts, options)
+        except QueueFull:
+            return self.answer("/v1/tag", 503, {"error": "the queue is full; retry shortly"},
+                               retry)
+        except Exception:
+            return self.answer("/v1/tag", 500, {"error": "tagging failed"})
+        return self.answer("/v1/tag", 200, {"results": results})
+
+    def readiness(self):
+        if self.state["ready"]:
+            return self.answer("/readyz", 200, {"status": "ready"})
+        return self.answer("/readyz", 503,
+                           {"status": "loading" if not self.state["error"] else "failed"})
+
+    def prometheus(self):
+        from fastapi.responses import Response
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        self.metrics.queue_depth.set(self.batcher.waiting())
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
 def create_app(model: Path, max_batch: int = 64, max_wait_ms: float = 5.0,
                max_queue: int = 1024, max_body_bytes: int = 1 << 20, threads: int | None = None,
                batch_size: int | None = None, words: Path | None = None,
@@ -186,101 +271,48 @@ def create_app(model: Path, max_batch: int = 64, max_wait_ms: float = 5.0,
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from serve.records import tag_records
-    from serve.tagger import DEFAULT_BATCH_SIZE, Tagger
+    from serve.tagger import DEFAULT_BATCH_SIZE
 
-    metrics = Metrics()
-    state = {"tagger": None, "ready": False, "error": None}
     defaults = TagOptions("jsonl", batch_size or DEFAULT_BATCH_SIZE, scores, min_score)
-
-    def tag_batch(texts, options):
-        return tag_records(state["tagger"], texts, options)
-
-    def load_and_warm():
-        try:
-            tagger = Tagger.load(model, "cpu", threads, words, force_words)
-            tag_records(tagger, ["预热文本。"] * 4, defaults)  # warm-up
-            metrics.words_loaded.labels(list="words").set(tagger.words_added)
-            metrics.words_loaded.labels(list="force_words").set(
-                tagger.forced.count if tagger.forced else 0)
-            state["tagger"], state["ready"] = tagger, True
-        except Exception as error:  # reported by /readyz, and the process exits 2
-            state["error"] = f"{type(error).__name__}: {error}"
-
-    batcher = MicroBatcher(tag_batch, max_batch, max_wait_ms / 1000, max_queue, metrics)
+    service = Service(model, max_batch, max_wait_ms, max_queue, max_body_bytes, threads,
+                      defaults, words, force_words)
 
     @asynccontextmanager
     async def lifespan(app):
-        loader = threading.Thread(target=load_and_warm, daemon=True)
+        loader = threading.Thread(target=service.load_and_warm, daemon=True)
         loader.start()  # the port answers /healthz and /readyz (503) while the model loads
-        worker = asyncio.create_task(batcher.run())
+        worker = asyncio.create_task(service.batcher.run())
         yield
         worker.cancel()
-        batcher.executor.shutdown(wait=True)
+        service.batcher.executor.shutdown(wait=True)
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.ner = state
-
-    def answer(path: str, code: int, body: dict, headers: dict | None = None):
-        metrics.requests.labels(path=path, code=str(code)).inc()
-        return JSONResponse(body, status_code=code, headers=headers)
+    app.state.ner = service.state
 
     @app.post("/v1/tag")
     async def tag(request: Request):
-        started = time.perf_counter()
-        metrics.in_progress.inc()
-        try:
-            if not state["ready"]:
-                return answer("/v1/tag", 503, {"error": "the model is loading; retry shortly"},
-                              {"Retry-After": str(RETRY_AFTER_SECONDS)})
-            try:
-                texts, options = parse_request(await read_body(request, max_body_bytes),
-                                               defaults)
-            except BodyTooLarge:
-                return answer("/v1/tag", 413, {"error": f"the body is larger than "
-                                                        f"{max_body_bytes} bytes"})
-            except ValueError as error:
-                return answer("/v1/tag", 400, {"error": str(error)})
-            if not texts:
-                return answer("/v1/tag", 200, {"results": []})
-            try:
-                results = await batcher.submit(texts, options)
-            except QueueFull:
-                return answer("/v1/tag", 503, {"error": "the queue is full; retry shortly"},
-                              {"Retry-After": str(RETRY_AFTER_SECONDS)})
-            except Exception:
-                return answer("/v1/tag", 500, {"error": "tagging failed"})
-            return answer("/v1/tag", 200, {"results": results})
-        finally:
-            metrics.in_progress.dec()
-            metrics.duration.observe(time.perf_counter() - started)
+        return await service.tag(request)
 
     @app.get("/healthz")
     async def healthz():
-        return answer("/healthz", 200, {"status": "alive"})
+        return service.answer("/healthz", 200, {"status": "alive"})
 
     @app.get("/readyz")
     async def readyz():
-        if state["ready"]:
-            return answer("/readyz", 200, {"status": "ready"})
-        return answer("/readyz", 503, {"status": "loading" if not state["error"] else "failed"})
+        return service.readiness()
 
     @app.get("/metrics")
     async def prometheus_metrics():
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        metrics.queue_depth.set(batcher.waiting())
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return service.prometheus()
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, error):
         # 404 and 405 as JSON; the path is a label only for known routes (no text in labels)
         message = {404: "not found", 405: "method not allowed"}.get(error.status_code,
                                                                      "request refused")
-        return answer("other", error.status_code, {"error": message})
+        return service.answer("other", error.status_code, {"error": message})
 
     return app
 

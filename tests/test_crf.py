@@ -219,7 +219,7 @@ def test_teacher_targets_soften_with_the_temperature_and_keep_their_tags():
     gives raw text do not change with T."""
     from types import SimpleNamespace
 
-    from models.distillation import teacher_outputs
+    from training.distillation import teacher_outputs
     from models.tagger import BiLSTMCRF
 
     model = BiLSTMCRF(num_chars=40, num_tags=4, embedding_dim=4, hidden_size=3)

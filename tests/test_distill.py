@@ -54,7 +54,7 @@ def test_student_is_an_ordinary_run_recording_its_teacher(trained_run, raw_text,
 def test_distillation_resumes_to_the_same_result_after_a_kill(trained_run, raw_text, tmp_path):
     """With the teachers scoring the student's <unk> view: the masks an epoch draws, and so
     its targets, must come back the same after the kill."""
-    from models.run_files import load_run
+    from training.run_files import load_run
 
     teacher, _ = trained_run
     epochs, extra = 3, ("--unlabeled", str(raw_text), "--teacher-view", "student")
@@ -97,7 +97,7 @@ def test_student_view_targets_are_the_teachers_marginals_on_the_masked_text(trai
     from data.formats import read_corpus
     from data.marginals import crf_marginals
     from data.vocab import UNK_ID
-    from models.distillation import load_teachers, student_view_targets, teacher_outputs
+    from training.distillation import load_teachers, student_view_targets, teacher_outputs
     from models.tagger import emissions_function
 
     teachers = load_teachers([str(trained_run[0])])
@@ -156,7 +156,7 @@ def test_soft_targets_are_cross_fitted_to_teachers_not_trained_on_a_sentence(tmp
     the teachers that did not see it; a sentence every teacher (or none) saw averages all."""
     from types import SimpleNamespace
 
-    import models.distillation as distillation
+    import training.distillation as distillation
 
     def column_file(name, texts):
         path = tmp_path / name
@@ -191,7 +191,7 @@ def test_soft_targets_are_cross_fitted_to_teachers_not_trained_on_a_sentence(tmp
 
 
 def test_shared_rows_match_tokens_not_positions():
-    from models.warm_start import shared_rows
+    from training.warm_start import shared_rows
 
     target_rows, source_rows = shared_rows(["<pad>", "<unk>", "北", "京", "人"],
                                            ["<pad>", "<unk>", "人", "北", "上"])
@@ -202,7 +202,7 @@ def test_shared_rows_match_tokens_not_positions():
 def test_init_from_starts_the_student_from_the_teachers_embeddings(trained_run, tmp_path):
     """With a learning rate of 0 the student's tables stay where --init-from put them: every
     character and bigram row equals the teacher's row for the same token."""
-    from models.run_files import load_run
+    from training.run_files import load_run
 
     teacher, _ = trained_run
     out = tmp_path / "student"

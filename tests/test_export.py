@@ -9,7 +9,7 @@ onnx = pytest.importorskip("onnx")
 tf = pytest.importorskip("tensorflow")
 
 from data.formats import read_corpus  # noqa: E402
-from data.tf_input import batch_arrays, encode_corpus  # noqa: E402
+from training.tf_input import batch_arrays, encode_corpus  # noqa: E402
 from data.viterbi import viterbi_decode  # noqa: E402
 from tests.conftest import FIXTURES, run_module  # noqa: E402
 
@@ -67,7 +67,7 @@ def keras_and_onnx(exported, trained_run):
     import onnxruntime as ort
 
     from models.tagger import emissions_function
-    from models.run_files import load_run
+    from training.run_files import load_run
 
     run = load_run(trained_run[0])
     session = ort.InferenceSession(str(exported[0]), providers=["CPUExecutionProvider"])

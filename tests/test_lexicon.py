@@ -302,8 +302,8 @@ def test_training_and_serving_feed_the_model_the_same_inputs(trained_run, export
     """The tf.data side (encode_corpus + batch_arrays, from the run folder) and the Tagger
     (from the ONNX file's metadata alone) build identical inputs for the same sentences."""
     pytest.importorskip("tensorflow")
-    from data.tf_input import batch_arrays, encode_corpus
-    from models.run_files import load_vocabularies
+    from training.tf_input import batch_arrays, encode_corpus
+    from training.run_files import load_vocabularies
     from serve.tagger import Tagger
 
     run, _ = trained_run
@@ -566,8 +566,8 @@ def test_training_folds_are_encoded_with_the_other_folds_entities(tmp_path):
     from data.formats import Corpus
     from data.lexicon_features import FLAGS
     from models.config import TrainConfig
-    from data.tf_input import encode_corpus
-    from models.training import build_vocabularies, encode_training
+    from training.tf_input import encode_corpus
+    from training.loop import build_vocabularies, encode_training
 
     words = tmp_path / "words.txt"
     words.write_text("来了\n", encoding="utf-8")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-STAGES = ("data", "models", "export", "tuning", "pipeline", "serve")
+STAGES = ("data", "models", "training", "export", "tuning", "pipeline", "serve")
 
 
 def stage_imports() -> dict[str, set[str]]:
@@ -117,3 +117,37 @@ def test_no_module_imports_another_in_a_circle():
     assert "data.formats" in graph and graph["serve.tag"]  # the graph was read
     found = cycle_in(graph)
     assert found is None, f"module import cycle: {' -> '.join(found)}"
+
+
+def test_models_holds_the_network_the_crf_and_the_config_only():
+    assert sorted(path.name for path in (ROOT / "models").glob("*.py")) == [
+        "__init__.py", "config.py", "crf.py", "ensemble.py", "tagger.py"]
+
+
+def long_functions(limit: int, stages=STAGES) -> list[str]:
+    found = []
+    for stage in stages:
+        for path in (ROOT / stage).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > limit:
+                        found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} "
+                                     f"({lines} lines)")
+    return found
+
+
+def test_no_function_is_longer_than_80_lines_and_the_benchmarks_60():
+    assert long_functions(80) == []
+    assert [f for f in long_functions(60, ("pipeline",)) if "pipeline/bench/" in f] == []
+
+
+def test_long_functions_are_found(tmp_path, monkeypatch):
+    """The checker finds a long function (so the test above can fail)."""
+    import tests.test_structure as module
+
+    (tmp_path / "pkg").mkdir()
+    body = "\n".join(f"    x{i} = {i}" for i in range(85))
+    (tmp_path / "pkg" / "m.py").write_text(f"def long():\n{body}\n")
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    assert long_functions(80, ("pkg",)) == ["pkg/m.py:1 long (86 lines)"]

@@ -41,9 +41,9 @@ def test_run_folder_has_every_artifact(trained_run):
 
 def test_reloaded_model_predicts_identically(trained_run):
     from data.formats import read_corpus
-    from data.tf_input import encode_corpus
-    from models.predict import predict_tag_ids
-    from models.run_files import load_run
+    from training.tf_input import encode_corpus
+    from training.predict import predict_tag_ids
+    from training.run_files import load_run
 
     out, _ = trained_run
     first = load_run(out)
@@ -106,7 +106,7 @@ def comparable_history(out):
 
 
 def weights_of(out):
-    from models.run_files import load_run
+    from training.run_files import load_run
     return load_run(out).model.get_weights()
 
 
@@ -161,7 +161,7 @@ def test_view_targets_get_each_batch_and_the_positions_turned_unk():
     with drops exactly where the student's ids became <unk>; the inputs are those drawn
     without it (the masks' random stream is unchanged)."""
     from data.encoding import BIGRAM_IDS, CHAR_IDS
-    from data.tf_input import EncodedCorpus, training_dataset
+    from training.tf_input import EncodedCorpus, training_dataset
     from data.vocab import UNK_ID
 
     lengths = [3, 7, 5, 9, 4, 6, 8]
@@ -202,7 +202,7 @@ def test_view_targets_get_each_batch_and_the_positions_turned_unk():
 
 
 def test_small_training_sets_get_several_passes_per_epoch():
-    from data.tf_input import passes_per_epoch
+    from training.tf_input import passes_per_epoch
 
     assert passes_per_epoch(47775, 32, 1000) == 1  # MSRA: 1,493 steps a pass
     assert passes_per_epoch(2000, 32, 1000) == 16  # 63 steps a pass -> 1,008 steps an epoch
@@ -215,7 +215,7 @@ def test_weight_average_equals_the_explicit_weighted_sum(warmup):
     """Each step's weights enter the average with the weight the decay formula gives them."""
     import keras
 
-    from models.averaging import WeightAverage
+    from training.averaging import WeightAverage
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
@@ -252,7 +252,7 @@ def test_bias_corrected_average_of_constant_weights_is_those_weights():
     would give 0.0009 of the weights."""
     import keras
 
-    from models.averaging import WeightAverage
+    from training.averaging import WeightAverage
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     average = WeightAverage(model, 0.9997, warmup=0)

@@ -44,7 +44,7 @@ def relabelled(tmp_path_factory):
 
 
 def test_same_tag_set_starts_every_layer_from_the_source(trained_run, tmp_path):
-    from models.run_files import load_run
+    from training.run_files import load_run
 
     source_path, _ = trained_run
     result = train_from(source_path, tmp_path / "t", FIXTURES / "train.txt")
@@ -63,7 +63,7 @@ def test_same_tag_set_starts_every_layer_from_the_source(trained_run, tmp_path):
 
 
 def test_a_new_tag_set_starts_fresh_emissions_and_crf(trained_run, relabelled, tmp_path):
-    from models.run_files import load_run
+    from training.run_files import load_run
 
     source_path, _ = trained_run
     result = train_from(source_path, tmp_path / "t", relabelled, "--dev", relabelled)
@@ -83,7 +83,7 @@ def test_a_new_tag_set_starts_fresh_emissions_and_crf(trained_run, relabelled, t
 def test_another_vocabulary_and_lexicon_transfer_what_matches(trained_run, tmp_path):
     """Trained on other text (another vocabulary and tag set) without the lexicon: shared
     tokens' rows are copied, the Bi-LSTM (another input width) is left, and the log says so."""
-    from models.run_files import load_run
+    from training.run_files import load_run
 
     source_path, _ = trained_run
     result = train_from(source_path, tmp_path / "t", FIXTURES / "dev.txt", "--no-lexicon")
@@ -110,7 +110,7 @@ def test_auto_char_priors_follow_the_source_so_the_bilstm_can_transfer():
 
     from data.formats import read_corpus
     from models.config import TrainConfig
-    from models.training import build_vocabularies
+    from training.loop import build_vocabularies
 
     corpora = {"train": read_corpus(FIXTURES / "train.txt")}
     source_encoder = SimpleNamespace(chars=SimpleNamespace(tokens=["<pad>", "<unk>", "鼂"]),

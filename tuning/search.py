@@ -101,8 +101,8 @@ class RunTuner(kt.engine.base_tuner.BaseTuner):
         import keras
 
         from export.to_onnx import write_onnx
-        from models.run_files import load_run
-        from models.training import train
+        from training.run_files import load_run
+        from training.loop import train
 
         out = self.runs_dir() / trial.trial_id
         shutil.rmtree(out, ignore_errors=True)  # a trial cut short is run again from scratch

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from data.metrics import entity_scores
-from data.tf_input import EncodedCorpus, inference_batches
+from training.tf_input import EncodedCorpus, inference_batches
 from data.viterbi import viterbi_decode
 from data.vocab import TagVocab
 from models.tagger import emissions_function

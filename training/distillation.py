@@ -42,7 +42,7 @@ def read_unlabeled(paths: list[str], max_len: int) -> list[str]:
 
 
 def load_teachers(paths: list[str]) -> list:
-    from models.run_files import check_one_tag_set, load_run
+    from training.run_files import check_one_tag_set, load_run
 
     teachers = [load_run(path) for path in paths]
     check_one_tag_set(teachers, "teachers")
@@ -150,7 +150,7 @@ def training_texts(teacher) -> set[str]:
     """The texts a teacher was trained on (its training file, cut as training cuts it): empty
     when that file is gone, so the teacher is then taken as not having seen any."""
     from data.formats import read_corpus
-    from data.tf_input import split_long
+    from training.tf_input import split_long
 
     config = teacher.config
     if not Path(config.train).exists():

@@ -8,11 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
+import logging
 import shutil
-import signal
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +20,15 @@ from data.files import atomic_path, write_text_atomic
 from data.formats import read_corpus
 from data.quiet import import_tensorflow_quietly
 from models.config import TrainConfig
-from models.distillation import (attach_teacher_targets, load_teachers, pseudo_labelled,
+from training.distillation import (attach_teacher_targets, load_teachers, pseudo_labelled,
                                  read_unlabeled, student_view_targets)
-from models.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, load_run,
+from training.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, load_run,
                               save_json, save_vocabularies, load_vocabularies)
-from models.warm_start import init_from_run, with_source_tokens
+from training.warm_start import init_from_run, with_source_tokens
 
-EXIT_INTERRUPTED = 130
+# What the data holds (forms, conversions, warnings): the command decides where it goes.
+NOTES = logging.getLogger("ner.training")
+
 HISTORY_FIELDS = ["epoch", "loss", "dev_f1", "lr", "seconds"]
 
 
@@ -47,22 +48,23 @@ def load_data(config: TrainConfig):
                     f"{config.overlaps})"
         if corpus.trimmed:
             note += f" ({corpus.trimmed} spans trimmed of surrounding whitespace)"
-        print(f"{name}: {corpus.path}: {corpus.form} form, {len(corpus.sentences)} sentences"
-              f"{note}", file=sys.stderr)
+        NOTES.info(f"{name}: {corpus.path}: {corpus.form} form, {len(corpus.sentences)} "
+                   f"sentences{note}")
         if corpus.transition_problems:
             shown = "; ".join(f"line {line}: {reason}"
                               for line, reason in corpus.transition_problems[:3])
-            print(f"  warning: {len(corpus.transition_problems)} invalid BMES transitions "
-                  f"(use --strict to refuse): {shown}", file=sys.stderr)
+            NOTES.warning(f"  warning: {len(corpus.transition_problems)} invalid BMES "
+                          f"transitions (use --strict to refuse): {shown}")
     return corpora
 
 
 def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=None,
-                       source=None):
+                       source=None, lexicon=None):
     """The input encoder and tag set, from the training data only (and the lexicon); a
     student also learns characters from the raw text its teachers tag (extra_texts) and
     takes its teachers' tag set (tag_names); a run started from `source` (--init-from) also
-    takes the source's characters and bigrams, whose rows it inherits."""
+    takes the source's characters and bigrams, whose rows it inherits. `lexicon`: the loaded
+    --lexicon, if the caller has it already."""
     from data.encoding import InputEncoder
     from data.lexicon import load_lexicon
     from data.lexicon_features import LexiconFeatures, build_word_vocab, char_prior_table
@@ -78,11 +80,14 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
             bigrams = BigramVocab(with_source_tokens(bigrams.tokens[2:],
                                                      source.encoder.bigrams.tokens))
     features = None
-    if source is not None and config.lexicon_char_priors == "auto":
+    if source is not None and config.lexicon_char_priors == "auto" and config.uses_lexicon:
         # the source's choice keeps the Bi-LSTM's input width, so its weights can transfer
         config.lexicon_char_priors = source.config.lexicon_char_priors
     uses_priors = config.resolve_char_priors(sum(map(len, texts)))
-    lexicon = load_lexicon(config.lexicon) if config.uses_lexicon else None
+    if lexicon is None and config.uses_lexicon:
+        lexicon = load_lexicon(config.lexicon)
+    if not config.uses_lexicon:
+        lexicon = None
     if lexicon is not None and config.lexicon_train_entities:
         from data.train_entities import with_train_entities
         lexicon = with_train_entities(lexicon, corpora["train"].sentences,
@@ -162,42 +167,20 @@ class Progress:
         return Bar()
 
 
-class GracefulInterrupt:
-    """Ctrl-C stops training at the end of the current batch instead of inside TensorFlow.
+class StopRequest:
+    """A request to stop training between batches, set by whoever owns the process's signals
+    (pipeline.train's Ctrl-C handler); checked after each batch and after each epoch."""
 
-    A KeyboardInterrupt raised while TensorFlow executes a step can hang the process for
-    good (seen with TF 2.21); a flag checked between batches cannot. A second Ctrl-C quits
-    at once. The last finished epoch's checkpoint is left as it was.
-    """
-
-    def __init__(self, log=print):
-        self.requested, self.log = False, log
-
-    def __enter__(self):
-        try:
-            self.previous = signal.signal(signal.SIGINT, self.handle)
-        except ValueError:  # not the main thread: leave signals alone
-            self.previous = None
-        return self
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-    def handle(self, signum, frame):
-        if self.requested:
-            os._exit(EXIT_INTERRUPTED)
-        self.requested = True
-        print("\nstopping after this batch (Ctrl-C again to quit at once)", file=sys.stderr,
-              flush=True)
+    def __init__(self):
+        self.requested = False
 
     def callback(self):
         import keras
-        interrupt = self
+        request = self
 
         class Stop(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
-                if interrupt.requested:
+                if request.requested:
                     self.model.stop_training = True
 
         return Stop()
@@ -214,7 +197,7 @@ def seed_generator_states(model) -> list:
 
 
 def weight_average(model, config: TrainConfig):
-    from models.averaging import WeightAverage
+    from training.averaging import WeightAverage
     return WeightAverage(model, config.weight_average, config.weight_average_warmup) \
         if config.weight_average > 0 else None
 
@@ -260,14 +243,18 @@ def write_history(run: Path, rows: list[dict]) -> None:
     write_text_atomic(run / HISTORY, buffer.getvalue())
 
 
-def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
-    """Train into config.out; returns metrics (also written to metrics.json)."""
+def train(config: TrainConfig, resume: bool = False, log=print,
+          stop: StopRequest | None = None) -> dict:
+    """Train into config.out; returns metrics (also written to metrics.json). `log` takes each
+    progress line; `stop` ends training after the current batch (KeyboardInterrupt)."""
+    from data.lexicon import load_lexicon
+
     import_tensorflow_quietly()
     import keras
     import tensorflow as tf
 
     from data.encoding import describe
-    from data.tf_input import encode_corpus
+    from training.tf_input import encode_corpus
 
     run = Path(config.out)
     keras.utils.set_random_seed(config.seed)
@@ -278,7 +265,10 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
     if unlabeled:
         log(f"unlabeled: {len(unlabeled)} texts from {len(config.unlabeled)} file(s)")
     checkpoint_state = run / CHECKPOINT_DIR / "state.json"
-    if resume and checkpoint_state.exists():
+    resuming = resume and checkpoint_state.exists()
+    needs_lexicon = config.uses_lexicon and (not resuming or config.lexicon_train_entities)
+    lexicon = load_lexicon(config.lexicon) if needs_lexicon else None  # once per run
+    if resuming:
         encoder, tags = load_vocabularies(run)
         model, average, state = load_checkpoint(run, config)
         log(f"resuming {run} after epoch {state['epochs_done']}")
@@ -288,7 +278,8 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
         run.mkdir(parents=True, exist_ok=True)
         source = load_run(config.init_from) if config.init_from else None
         encoder, tags = build_vocabularies(
-            config, corpora, unlabeled, teachers[0].tags.tags if teachers else None, source)
+            config, corpora, unlabeled, teachers[0].tags.tags if teachers else None, source,
+            lexicon)
         model = build_model(config, encoder, tags)
         if source is not None:
             init_from_run(model, encoder, tags, source, log)
@@ -296,7 +287,7 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
         config.save(run / CONFIG)
         save_vocabularies(run, encoder, tags)
         state = {"epochs_done": 0, "best_f1": -1.0, "best_epoch": 0, "history": []}
-    encoded = {name: encode_training(config, corpus.sentences, encoder, tags, log)
+    encoded = {name: encode_training(config, corpus.sentences, encoder, tags, log, lexicon)
                if name == "train" else encode_corpus(corpus.sentences, encoder, tags)
                for name, corpus in corpora.items()}
     view_targets = None
@@ -312,25 +303,27 @@ def train(config: TrainConfig, resume: bool = False, log=print) -> dict:
     model.adversarial = config.adversarial
     log(f"{describe(encoder)}, {len(tags)} tags, {model.count_params():,} parameters")
 
-    with GracefulInterrupt() as interrupt:
-        run_epochs(config, run, model, average, encoded, tags, state, interrupt, log,
-                   view_targets)
+    fit = Fit(config, run, model, average, encoded, tags, view_targets)
+    for row in epochs(fit, state, stop or StopRequest(), log):
+        log(f"epoch {row['epoch']}/{config.epochs}  loss {row['loss']:.4f}  dev F1 "
+            f"{row['dev_f1']:.4f}{'  *best' if row['improved'] else ''}  lr {row['lr']:.2e}  "
+            f"{row['seconds']:.0f}s")
     return finish(run, config, encoded, tags, state, log)
 
 
-def encode_training(config: TrainConfig, sentences, encoder, tags, log):
+def encode_training(config: TrainConfig, sentences, encoder, tags, log, base_lexicon=None):
     """The training sentences as the model reads them; with --lexicon-train-entities K, fold by
-    fold, each with the lexicon that holds only the other folds' entities."""
-    from data.tf_input import EncodedCorpus, encode_corpus
+    fold, each with the lexicon (`base_lexicon`, the --lexicon as loaded) that holds only the
+    other folds' entities."""
+    from training.tf_input import EncodedCorpus, encode_corpus
 
     if not (config.lexicon_train_entities and encoder.lexicon):
         return encode_corpus(sentences, encoder, tags, config.max_len)
     from data.encoding import InputEncoder
-    from data.lexicon import load_lexicon
     from data.train_entities import fold_lexicons
 
     parts = []  # (char priors, if on, keep the full lexicon's table: one frozen table)
-    for start, end, lexicon in fold_lexicons(load_lexicon(config.lexicon), sentences,
+    for start, end, lexicon in fold_lexicons(base_lexicon, sentences,
                                              config.lexicon_train_entities):
         fold_encoder = InputEncoder(encoder.chars, encoder.bigrams,
                                     encoder.lexicon.with_lexicon(lexicon))
@@ -348,7 +341,7 @@ def add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log,
     """Soft targets on the training sentences, then the raw texts as teacher-tagged sentences
     with theirs (deterministic: the same on a resumed run). Without clean_targets only the
     raw texts' hard tags are added: the soft targets come per batch (the student view)."""
-    from data.tf_input import encode_corpus
+    from training.tf_input import encode_corpus
 
     train = encoded["train"]
     if clean_targets:
@@ -365,12 +358,27 @@ def add_teacher_targets(encoded, teachers, unlabeled, encoder, tags, log,
         log(f"training on {len(train)} sentences ({len(extra)} tagged by the teachers)")
 
 
-def run_epochs(config, run, model, average, encoded, tags, state, interrupt, log,
-               view_targets=None) -> None:
-    from data.tf_input import passes_per_epoch, training_dataset
-    from models.averaging import nothing_applied
-    from models.predict import score_corpus
+@dataclass
+class Fit:
+    """What the epochs work on: the run's settings, folder, network and data."""
+    config: TrainConfig
+    run: Path
+    model: object
+    average: object  # the weight average (training/averaging.py), or None
+    encoded: dict  # split name -> EncodedCorpus
+    tags: object
+    view_targets: object = None  # the student view's per-batch teacher targets
 
+
+def epochs(fit: Fit, state: dict, stop: StopRequest, log):
+    """Train epoch after epoch until early stopping, checkpointing each; yields each epoch's
+    figures (unrounded, with `improved`). `state` is the checkpointed state, updated in place."""
+    from training.averaging import nothing_applied
+    from training.predict import score_corpus
+    from training.tf_input import passes_per_epoch, training_dataset
+
+    config, run, model, average, encoded, tags = (fit.config, fit.run, fit.model, fit.average,
+                                                  fit.encoded, fit.tags)
     passes = passes_per_epoch(len(encoded["train"]), config.batch_size, config.epoch_min_steps)
     if passes > 1:
         log(f"small training set: one epoch = {passes} passes over it "
@@ -382,13 +390,13 @@ def run_epochs(config, run, model, average, encoded, tags, state, interrupt, log
         lr = config.learning_rate(epoch)
         model.optimizer.learning_rate.assign(lr)
         dataset, steps = training_dataset(encoded["train"], config.batch_size, config.seed,
-                                          epoch, config.unk_rate, passes, view_targets)
+                                          epoch, config.unk_rate, passes, fit.view_targets)
         progress = Progress(steps, epoch, config.epochs)
-        callbacks = [progress.callback(), interrupt.callback()]
+        callbacks = [progress.callback(), stop.callback()]
         callbacks += [average.callback()] if average else []
-        fit = model.fit(dataset, epochs=1, verbose=0, callbacks=callbacks)
-        interrupt.check()  # a half-finished epoch is neither scored nor checkpointed
-        loss = float(fit.history["loss"][-1])
+        history = model.fit(dataset, epochs=1, verbose=0, callbacks=callbacks)
+        stop.check()  # a half-finished epoch is neither scored nor checkpointed
+        loss = float(history.history["loss"][-1])
         with average.applied() if average else nothing_applied():
             dev_f1 = score_corpus(model, encoded["dev"], tags)["micro"]["f1"]
             improved = dev_f1 > state["best_f1"]
@@ -404,14 +412,14 @@ def run_epochs(config, run, model, average, encoded, tags, state, interrupt, log
         state["epochs_done"] = epoch + 1
         save_checkpoint(run, model, state, average)
         write_history(run, state["history"])
-        log(f"epoch {epoch + 1}/{config.epochs}  loss {loss:.4f}  dev F1 {dev_f1:.4f}"
-            f"{'  *best' if improved else ''}  lr {lr:.2e}  {seconds:.0f}s")
+        yield {"epoch": epoch + 1, "loss": loss, "dev_f1": dev_f1, "lr": lr,
+               "seconds": seconds, "improved": improved}
 
 
 def finish(run: Path, config, encoded, tags, state, log) -> dict:
     import keras
 
-    from models.predict import score_corpus
+    from training.predict import score_corpus
 
     best = keras.models.load_model(run / MODEL, compile=False)
     # The file saved during training carries Adam's state (3x the weights): keep weights only.
