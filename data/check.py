@@ -12,8 +12,8 @@ import argparse
 import sys
 from collections import Counter
 
-from data.formats import FORMS, DataError, check_corpus_path, read_corpus
-from data.tags import entity_spans
+from data.corpus.formats import FORMS, DataError, check_corpus_path, read_corpus
+from data.corpus.tags import entity_spans
 
 SHOWN_PROBLEMS = 5
 
@@ -21,8 +21,8 @@ SHOWN_PROBLEMS = 5
 def add_reading_options(parser: argparse.ArgumentParser, unreviewed: str = "refuse") -> None:
     """--format, --overlaps, --labels and --unreviewed: how span files are read (shared by
     the CLIs)."""
-    from data.annotations import OVERLAPS, UNREVIEWED
-    from data.brat import DISCONTINUOUS
+    from data.corpus.annotations import OVERLAPS, UNREVIEWED
+    from data.corpus.brat import DISCONTINUOUS
 
     parser.add_argument("--format", choices=FORMS, help="the input form (default: detected "
                         "per file)")

@@ -17,11 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-from data.annotations import entity_records
+from data.corpus.annotations import entity_records
 from data.check import add_reading_options
-from data.brat import check_brat_output, write_brat
+from data.corpus.brat import check_brat_output, write_brat
 from data.files import check_output, write_text_atomic
-from data.formats import DataError, check_corpus_path, read_corpus, write_columns
+from data.corpus.formats import DataError, check_corpus_path, read_corpus, write_columns
 
 
 def render(corpus, target: str) -> str:

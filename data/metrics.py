@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.tags import bmes_to_bio, entity_spans
+from data.corpus.tags import bmes_to_bio, entity_spans
 
 
 def entity_scores(gold: list[list[str]], predicted: list[list[str]]) -> dict:

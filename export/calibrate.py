@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data.encoding import SCORE_TEMPERATURE_KEY as TEMPERATURE_KEY
-from data.marginals import SpanTerms, span_probabilities, span_terms
-from data.tags import TagCodes, entity_spans, spans_of_ids
-from data.viterbi import viterbi_decode
+from data.encoding.inputs import SCORE_TEMPERATURE_KEY as TEMPERATURE_KEY
+from data.decoding.marginals import SpanTerms, span_probabilities, span_terms
+from data.corpus.tags import TagCodes, entity_spans, spans_of_ids
+from data.decoding.viterbi import viterbi_decode
 
 MIN_ENTITIES = 100  # fewer predicted dev entities than this: no fit, temperature 1
 GRID = tuple(np.round(np.arange(0.5, 3.01, 0.05), 2))

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from data.encoding import encoder_metadata
+from data.encoding.inputs import encoder_metadata
 from data.files import DataError, atomic_path, check_output
 from export.graph import (add_sequence_lengths, add_transitions_output, name_dynamic_dims,
                           set_metadata)
@@ -105,7 +105,7 @@ def calibrate(run, outputs: list[Path], dev: Path, choice: str) -> None:
     if choice == "none":
         return
     if choice == "fit":
-        from data.formats import read_corpus
+        from data.corpus.formats import read_corpus
         from training.tf_input import encode_corpus
 
         corpus = encode_corpus(read_corpus(dev).sentences, run.encoder, run.tags)
@@ -170,7 +170,7 @@ def ensemble_run(runs: list):
     the first member's config; the metrics name every member."""
     from dataclasses import replace
 
-    from data.encoding import merged_encoder
+    from data.encoding.inputs import merged_encoder
     from models.ensemble import TaggerEnsemble
     from training.run_files import check_one_tag_set
 
@@ -192,7 +192,7 @@ def load_runs(paths: list[Path]):
 
 
 def main(argv=None) -> int:
-    from data.formats import DataError
+    from data.corpus.formats import DataError
     from training.run_files import newest_run
 
     args = parse_args(argv)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data.formats import read_corpus
+from data.corpus.formats import read_corpus
 from data.metrics import entity_scores
 from training.tf_input import EncodedCorpus, encode_corpus, inference_batches
-from data.viterbi import viterbi_decode
+from data.decoding.viterbi import viterbi_decode
 from models.tagger import emissions_function
 
 SAMPLE_SENTENCES = 1000

@@ -2,7 +2,7 @@
 
 Written directly in ONNX (two `Loop`s: forward max-sum with back-pointers, then backtracking)
 rather than converted from TF: tf2onnx 1.17 converts `tf.scan(..., reverse=True)` wrongly.
-Same arithmetic order and tie-breaking (first maximum) as `data.viterbi.viterbi_decode`.
+Same arithmetic order and tie-breaking (first maximum) as `data.decoding.viterbi.viterbi_decode`.
 """
 from __future__ import annotations
 

@@ -32,17 +32,17 @@ class TrainConfig:
     bigram_dim: int = 32
     # lexicon: "jieba" (jieba 0.42.1's dictionary), a word-list file, or "none"
     lexicon: str = "jieba"
-    lexicon_features: str = "flags"  # flags | words | both | none (data/lexicon_features.py)
+    lexicon_features: str = "flags"  # flags | words | both | none (data/lexicon/features.py)
     word_dim: int = 32  # word embedding size ("words"/"both")
     word_top_k: int = 3  # words kept per B/M/E/S set, most frequent first
     # flags: also one per frequency class of the words in each set (0: none; see
-    # data/lexicon_features.py frequency_class_of)
+    # data/lexicon/features.py frequency_class_of)
     lexicon_frequency_classes: int = 0
-    # also each character's own lexicon statistics, out of context (data/lexicon_features.py
+    # also each character's own lexicon statistics, out of context (data/lexicon/features.py
     # char_prior_table), as a frozen table inside the model: on | off | auto (on when the
     # training text is shorter than CHAR_PRIORS_AUTO_CHARS; the saved config records which)
     lexicon_char_priors: str = "auto"
-    # K > 0: the training file's entities join the lexicon (data/train_entities.py), each of K
+    # K > 0: the training file's entities join the lexicon (data/lexicon/train_entities.py), each of K
     # consecutive folds of training sentences encoded with the other folds' entities only;
     # dev and serving use them all. 0: off
     lexicon_train_entities: int = 0
@@ -89,7 +89,7 @@ class TrainConfig:
     # a trained run whose character and bigram embedding rows start this run's, token by token
     # (training/warm_start.py); None: random start
     init_from: str | None = None
-    data_format: str | None = None  # None: detected per file (data/formats.py FORMS)
+    data_format: str | None = None  # None: detected per file (data/corpus/formats.py FORMS)
     overlaps: str = "refuse"  # overlapping spans in span files: refuse | keep-longest | keep-first
     unreviewed: str = "refuse"  # Label Studio tasks with predictions only: refuse | predictions | skip
     discontinuous: str = "refuse"  # brat entities with text between fragments: refuse | outer

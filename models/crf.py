@@ -1,14 +1,14 @@
 """Linear-chain CRF in plain TF ops, with the meaning of `tfa.text.crf_log_likelihood`.
 
 `transitions[i, j]` scores tag i followed by tag j; there are no start or end scores. A
-sequence of length 0 has log-likelihood 0. Decoding is numpy (`data.viterbi`), re-exported here.
+sequence of length 0 has log-likelihood 0. Decoding is numpy (`data.decoding.viterbi`), re-exported here.
 """
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
-from data.viterbi import viterbi_decode  # noqa: F401  (the decode half of this CRF)
+from data.decoding.viterbi import viterbi_decode  # noqa: F401  (the decode half of this CRF)
 
 
 def crf_sequence_score(emissions, tag_ids, sequence_lengths, transitions):
@@ -44,7 +44,7 @@ def crf_log_norm(emissions, sequence_lengths, transitions):
 
 def crf_log_marginals(emissions, sequence_lengths, transitions):
     """log P(tag at t is k) [batch, time, tags] by forward-backward (0 past each length):
-    differentiable, for distillation onto a teacher's marginals (data/marginals.py, the numpy
+    differentiable, for distillation onto a teacher's marginals (data/decoding/marginals.py, the numpy
     twin, is checked against enumerating every path; this against it)."""
     sequence_lengths = tf.cast(sequence_lengths, tf.int32)
     transitions = tf.cast(transitions, emissions.dtype)

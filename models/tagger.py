@@ -16,9 +16,9 @@ import weakref
 import keras
 import tensorflow as tf
 
-from data.encoding import BIGRAM_IDS, CHAR_IDS
-from data.lexicon_features import CHAR_PRIOR_IDS, FLAGS, SETS, WORD_IDS, WORD_WEIGHTS
-from data.vocab import PAD_ID
+from data.encoding.inputs import BIGRAM_IDS, CHAR_IDS
+from data.lexicon.features import CHAR_PRIOR_IDS, FLAGS, SETS, WORD_IDS, WORD_WEIGHTS
+from data.encoding.vocab import PAD_ID
 from models.crf import CRF, crf_log_likelihood, crf_log_marginals
 
 
@@ -47,7 +47,7 @@ class BiLSTMCRF(keras.Model):
         self.word_embedding = (keras.layers.Embedding(num_words, word_dim, name="word_embedding")
                                if self.uses_words else None)
         self.uses_char_priors = num_char_priors > 0 and char_prior_dim > 0
-        # the lexicon's per-character statistics (data/lexicon_features.py char_prior_table),
+        # the lexicon's per-character statistics (data/lexicon/features.py char_prior_table),
         # set by the trainer and never trained
         self.char_prior_embedding = (keras.layers.Embedding(
             num_char_priors, char_prior_dim, trainable=False, name="char_prior_embedding")

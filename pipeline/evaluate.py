@@ -7,7 +7,7 @@ from pathlib import Path
 
 from data.files import check_input_file
 from data.quiet import import_tensorflow_quietly
-from data.formats import DataError, read_corpus
+from data.corpus.formats import DataError, read_corpus
 from data.metrics import format_scores
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from data.files import DataError, atomic_text, check_input_file, check_output, write_text_atomic
-from data.formats import read_corpus, write_columns
+from data.corpus.formats import read_corpus, write_columns
 
 MSRA = Path("data/msra")
 

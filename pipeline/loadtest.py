@@ -33,7 +33,7 @@ POOL = 2000
 
 def texts_of(data: Path, chars: int = TEXT_CHARS, count: int = POOL) -> list[str]:
     """`count` texts of `chars` characters cut from the data file's sentences joined."""
-    from data.formats import read_corpus
+    from data.corpus.formats import read_corpus
 
     joined = "".join(s.text for s in read_corpus(data).sentences)
     return [joined[i:i + chars] for i in range(0, min(len(joined), chars * count), chars)]

@@ -41,7 +41,7 @@ def text_key(text: str) -> bytes:
 
 def excluded_keys(paths: list[Path]) -> set[bytes]:
     """The texts of already-labelled files: a corpus in any readable form, else plain lines."""
-    from data.formats import read_corpus
+    from data.corpus.formats import read_corpus
 
     keys = set()
     for path in paths:

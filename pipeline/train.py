@@ -15,10 +15,10 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from data.annotations import OVERLAPS, UNREVIEWED
-from data.brat import DISCONTINUOUS
+from data.corpus.annotations import OVERLAPS, UNREVIEWED
+from data.corpus.brat import DISCONTINUOUS
 from data.files import check_input_file, check_output
-from data.formats import FORMS, DataError, check_corpus_path
+from data.corpus.formats import FORMS, DataError, check_corpus_path
 from models.config import CHAR_PRIOR_CHOICES, CHAR_PRIORS_AUTO_CHARS, MSRA_TEST, TrainConfig
 from training.loop import NOTES, StopRequest, train
 from training.run_files import CHECKPOINT_DIR, CONFIG, MODEL

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from data.files import check_output
 from data.quiet import import_tensorflow_quietly
-from data.formats import DataError, read_corpus, write_columns
+from data.corpus.formats import DataError, read_corpus, write_columns
 from models.config import MSRA_DEV, MSRA_TRAIN, TrainConfig
 
 DEFAULT_OUT = Path("tuning/msra")

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from data.files import DataError, check_input_file, check_output, write_text_atomic
-from data.formats import read_corpus
+from data.corpus.formats import read_corpus
 from data.metrics import corpus_entities, group_scores
 from serve.arguments import add_model_argument
 from serve.tagger import ModelError, load_tagger, model_path

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.marginals import crf_marginals
-from data.pieces import piece_bounds
-from data.tags import entity_spans
+from data.decoding.marginals import crf_marginals
+from data.encoding.pieces import piece_bounds
+from data.corpus.tags import entity_spans
 
 BINS = 10
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from data.files import check_input_file, check_output
-from data.formats import DataError, read_corpus
+from data.corpus.formats import DataError, read_corpus
 from data.metrics import (corpus_entities, entity_scores, format_comparison, format_scores,
                           paired_bootstrap, seen_split_scores)
 from serve.arguments import add_model_argument, add_word_list_arguments, positive

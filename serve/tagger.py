@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from data.encoding import SCORE_TEMPERATURE_KEY, encoder_from_metadata
-from data.marginals import SpanTerms, span_log_probabilities, span_probabilities, span_terms
-from data.pieces import piece_bounds, split_points  # noqa: F401  (split_points: public here too)
-from data.tags import TagCodes, spans_of_ids
-from data.viterbi import viterbi_decode
+from data.encoding.inputs import SCORE_TEMPERATURE_KEY, encoder_from_metadata
+from data.decoding.marginals import SpanTerms, span_log_probabilities, span_probabilities, span_terms
+from data.encoding.pieces import piece_bounds, split_points  # noqa: F401  (split_points: public here too)
+from data.corpus.tags import TagCodes, spans_of_ids
+from data.decoding.viterbi import viterbi_decode
 from serve.providers import choose_providers
 from serve.word_lists import ForcedWords, with_user_words
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from data.encoding import InputEncoder
+from data.encoding.inputs import InputEncoder
 from data.files import DataError
-from data.lexicon import LexiconMatcher, add_words, read_word_list
-from data.tags import TagCodes
-from data.vocab import code_points
+from data.lexicon.words import LexiconMatcher, add_words, read_word_list
+from data.corpus.tags import TagCodes
+from data.encoding.vocab import code_points
 
 RULED_OUT = np.float32(-1e30)  # an emission no path takes; sums stay finite in float32
 # tag_ids codes besides a forced tag id: what the neighbours of an occurrence may not be, so

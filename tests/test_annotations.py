@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from data.formats import DataError, read_corpus
-from data.tags import entity_spans, invalid_transitions
+from data.corpus.formats import DataError, read_corpus
+from data.corpus.tags import entity_spans, invalid_transitions
 from tests.conftest import FIXTURES, ROOT, run_module
 
 SENTENCES = 200

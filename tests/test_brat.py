@@ -2,8 +2,8 @@
 and every error names FILE:LINE with exit 2."""
 import pytest
 
-from data.formats import DataError, read_corpus
-from data.tags import entity_spans, invalid_transitions
+from data.corpus.formats import DataError, read_corpus
+from data.corpus.tags import entity_spans, invalid_transitions
 from tests.conftest import FIXTURES, TINY, run_module
 
 SENTENCES = 200

@@ -6,7 +6,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from data.viterbi import viterbi_decode  # noqa: E402
+from data.decoding.viterbi import viterbi_decode  # noqa: E402
 from models.crf import crf_log_likelihood, crf_log_norm  # noqa: E402
 
 
@@ -80,7 +80,7 @@ def test_viterbi_equals_brute_force(num_tags, max_len, seed, batch):
 def test_both_viterbi_layouts_break_ties_alike(seed):
     """Small integer scores make many equal-scoring paths: the wide-batch layout recomputes
     its argmax while backtracking and must pick the same path as the backpointer one."""
-    from data.viterbi import _viterbi_batch_innermost, _viterbi_tags_innermost
+    from data.decoding.viterbi import _viterbi_batch_innermost, _viterbi_tags_innermost
 
     rng = np.random.default_rng(seed)
     emissions = rng.integers(-2, 3, size=(40, 12, 5)).astype(np.float32)
@@ -96,7 +96,7 @@ def test_both_viterbi_layouts_break_ties_alike(seed):
 @pytest.mark.parametrize("seed", range(5))
 def test_single_sequence_path_breaks_ties_like_the_batch(seed):
     """A text must get the same tags alone (viterbi_path) as inside a batch."""
-    from data.viterbi import _viterbi_tags_innermost
+    from data.decoding.viterbi import _viterbi_tags_innermost
 
     rng = np.random.default_rng(seed)
     emissions = rng.integers(-2, 3, size=(40, 12, 5)).astype(np.float32)
@@ -159,7 +159,7 @@ def test_loss_gradient_matches_finite_differences():
 
 @pytest.mark.parametrize("num_tags,max_len,seed", CASES)
 def test_marginals_equal_brute_force(num_tags, max_len, seed):
-    from data.marginals import crf_marginals
+    from data.decoding.marginals import crf_marginals
 
     rng = np.random.default_rng(seed * 100 + num_tags * 10 + max_len + 2)
     emissions, transitions, _, lengths = ragged_case(rng, num_tags, max_len, batch=5)
@@ -176,7 +176,7 @@ def test_marginals_equal_brute_force(num_tags, max_len, seed):
 
 @pytest.mark.parametrize("num_tags,max_len", [(3, 1), (4, 5), (5, 6)])
 def test_tf_log_marginals_equal_the_numpy_marginals(num_tags, max_len):
-    from data.marginals import crf_marginals
+    from data.decoding.marginals import crf_marginals
     from models.crf import crf_log_marginals
 
     rng = np.random.default_rng(num_tags * 10 + max_len)
@@ -302,7 +302,7 @@ def test_adversarial_loss_averages_the_loss_before_and_after_a_step_that_raises_
 def test_adversarial_steps_move_the_trained_embeddings_and_leave_the_lexicon_inputs():
     """learned_columns marks exactly the embedding columns of input_vectors (characters,
     bigrams, word sets) and the step is zero on the lexicon flags and char priors."""
-    from data.lexicon_features import CHAR_PRIOR_IDS, FLAGS, WORD_IDS, WORD_WEIGHTS
+    from data.lexicon.features import CHAR_PRIOR_IDS, FLAGS, WORD_IDS, WORD_WEIGHTS
     from models.tagger import BiLSTMCRF
 
     model = BiLSTMCRF(num_chars=12, num_tags=3, embedding_dim=5, hidden_size=4, num_bigrams=10,

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.formats import DataError, read_corpus
-from data.tags import bmes_to_bio, entity_spans, invalid_transitions, tag_set
-from data.vocab import UNK_ID, BigramVocab, CharVocab
+from data.corpus.formats import DataError, read_corpus
+from data.corpus.tags import bmes_to_bio, entity_spans, invalid_transitions, tag_set
+from data.encoding.vocab import UNK_ID, BigramVocab, CharVocab
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_TEXT = "华东师范大学在上海"
@@ -176,7 +176,7 @@ def test_bigram_vocab_encodes_pairs_and_end():
 
 
 def test_vectorised_spans_equal_entity_spans():
-    from data.tags import TagCodes, spans_of_ids
+    from data.corpus.tags import TagCodes, spans_of_ids
 
     tags = ["O", "B-A", "M-A", "E-A", "S-A", "B-B", "M-B", "E-B", "S-B"]
     codes = TagCodes(tags)
@@ -194,7 +194,7 @@ def test_padded_encoding_equals_per_text_encoding():
     texts = ["abc", "", "ba", "c😀a"]
     chars = CharVocab.build(texts)
     bigrams = BigramVocab.build(texts + ["ab", "c😀"], min_count=1)
-    from data.encoding import InputEncoder
+    from data.encoding.inputs import InputEncoder
 
     inputs = InputEncoder(chars, bigrams).encode_padded(texts, 5)
     for name, vocab in (("char_ids", chars), ("bigram_ids", bigrams)):
@@ -219,7 +219,7 @@ def test_bigram_ids_equal_a_dictionary_lookup_on_random_text():
 
 
 def test_hash_table_equals_a_dictionary_and_merges_repeated_keys():
-    from data.hashing import HashTable
+    from data.lexicon.hashing import HashTable
 
     rng = np.random.default_rng(5)
     keys = rng.integers(0, 2**63, size=5000, dtype=np.int64).astype(np.uint64)

@@ -27,7 +27,7 @@ def distill(teacher, out, epochs, *extra, timeout=600):
 
 @pytest.fixture(scope="module")
 def raw_text(tmp_path_factory):
-    from data.formats import read_corpus
+    from data.corpus.formats import read_corpus
 
     path = tmp_path_factory.mktemp("raw") / "raw.txt"
     texts = [s.text for s in read_corpus(FIXTURES / "dev.txt").sentences]
@@ -93,10 +93,10 @@ def test_bad_unlabeled_file_is_named_with_exit_2(trained_run, tmp_path, content,
 def test_student_view_targets_are_the_teachers_marginals_on_the_masked_text(trained_run):
     """No drops: the clean targets, exactly. Drops: each teacher's own char and bigram ids turn
     <unk> at those positions (an input the teacher lacks is ignored), then the same marginals."""
-    from data.encoding import BIGRAM_IDS, CHAR_IDS
-    from data.formats import read_corpus
-    from data.marginals import crf_marginals
-    from data.vocab import UNK_ID
+    from data.encoding.inputs import BIGRAM_IDS, CHAR_IDS
+    from data.corpus.formats import read_corpus
+    from data.decoding.marginals import crf_marginals
+    from data.encoding.vocab import UNK_ID
     from training.distillation import load_teachers, student_view_targets, teacher_outputs
     from models.tagger import emissions_function
 

@@ -41,7 +41,7 @@ def distributed(model, out, *inputs, extra=(), env=None, timeout=600):
 def msra_test_files(tmp_path_factory):
     """The MSRA test text as three files of one text a line (one large: several shards), plus
     one with CRLF ends, empty lines and no final newline."""
-    from data.formats import read_corpus
+    from data.corpus.formats import read_corpus
     from data.msra import prepare
 
     folder = tmp_path_factory.mktemp("inputs")

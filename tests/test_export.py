@@ -8,9 +8,9 @@ import pytest
 onnx = pytest.importorskip("onnx")
 tf = pytest.importorskip("tensorflow")
 
-from data.formats import read_corpus  # noqa: E402
+from data.corpus.formats import read_corpus  # noqa: E402
 from training.tf_input import batch_arrays, encode_corpus  # noqa: E402
-from data.viterbi import viterbi_decode  # noqa: E402
+from data.decoding.viterbi import viterbi_decode  # noqa: E402
 from tests.conftest import FIXTURES, run_module  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from data.formats import read_corpus
+from data.corpus.formats import read_corpus
 from tests.conftest import FIXTURES, ROOT, default_sigint
 
 pytestmark = pytest.mark.slow

@@ -8,10 +8,10 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from data.formats import DataError, read_corpus
-from data.lexicon import (JIEBA_CLASS_NAMES, MAX_TYPE_CLASSES, Lexicon, LexiconMatcher,
+from data.corpus.formats import DataError, read_corpus
+from data.lexicon.words import (JIEBA_CLASS_NAMES, MAX_TYPE_CLASSES, Lexicon, LexiconMatcher,
                           load_lexicon, merge_lexicons, read_word_list)
-from data.lexicon_features import LENGTH_BUCKETS, SETS, LexiconFeatures, build_word_vocab
+from data.lexicon.features import LENGTH_BUCKETS, SETS, LexiconFeatures, build_word_vocab
 from tests.conftest import FIXTURES, ROOT, run_module
 
 
@@ -124,8 +124,8 @@ def test_features_equal_brute_force(seed, frequency_classes):
     vocab = build_word_vocab(LexiconMatcher(lexicon), texts[:10], min_count=2)
     features = LexiconFeatures(lexicon, "both", vocab, top_k=2,
                                frequency_classes=frequency_classes)
-    from data.encoding import InputEncoder
-    from data.vocab import CharVocab
+    from data.encoding.inputs import InputEncoder
+    from data.encoding.vocab import CharVocab
     encoded = InputEncoder(CharVocab(list(alphabet)), None, features).encode_each(texts)
     for row, text in enumerate(texts):
         flags, ids, weights = brute_force_features(features, text)
@@ -135,9 +135,9 @@ def test_features_equal_brute_force(seed, frequency_classes):
 
 
 def test_frequency_classes_split_the_lexicon_in_equal_shares_and_survive_export_metadata():
-    from data.encoding import InputEncoder, encoder_from_metadata, encoder_metadata
-    from data.lexicon_features import frequency_class_of
-    from data.vocab import CharVocab
+    from data.encoding.inputs import InputEncoder, encoder_from_metadata, encoder_metadata
+    from data.lexicon.features import frequency_class_of
+    from data.encoding.vocab import CharVocab
 
     frequencies = np.array([1.0, 2, 3, 4, 5, 6, 7, 8, 9])
     assert frequency_class_of(frequencies, 3).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
@@ -384,7 +384,7 @@ def test_no_lexicon_trains_exports_and_serves(tmp_path):
 def test_matcher_refuses_two_words_sharing_a_hash(monkeypatch, words):
     """With a deliberately weak hash (a sum: `ab` = `ba`), the build must refuse rather than
     lose a word, whether the colliding words are neighbours or not, in any stored order."""
-    import data.lexicon as lexicon_module
+    import data.lexicon.words as lexicon_module
 
     monkeypatch.setattr(lexicon_module, "_extend",
                         lambda hashes, points: hashes + points.astype(np.uint64))
@@ -410,7 +410,7 @@ def brute_force_char_priors(lexicon):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_char_prior_table_equals_counting_by_hand(seed):
-    from data.lexicon_features import char_prior_table
+    from data.lexicon.features import char_prior_table
 
     lexicon = random_lexicon(np.random.default_rng(seed), "abcdefg", 40)
     chars, table = char_prior_table(lexicon)
@@ -423,9 +423,9 @@ def test_char_prior_table_equals_counting_by_hand(seed):
 
 
 def test_char_priors_are_row_ids_that_survive_export_metadata():
-    from data.encoding import InputEncoder, encoder_from_metadata, encoder_metadata
-    from data.lexicon_features import CHAR_PRIOR_IDS, char_prior_table
-    from data.vocab import CharVocab
+    from data.encoding.inputs import InputEncoder, encoder_from_metadata, encoder_metadata
+    from data.lexicon.features import CHAR_PRIOR_IDS, char_prior_table
+    from data.encoding.vocab import CharVocab
 
     lexicon = Lexicon(["上海", "王明", "北京"], np.ones(3), np.array([2, 1, 2], np.int8),
                       JIEBA_CLASS_NAMES, "t")
@@ -450,7 +450,7 @@ def test_char_priors_train_export_and_serve_with_a_frozen_table(trained_run, exp
     """The tiny default run has under 150k training characters, so "auto" turned char priors
     on and the saved config says so; the table inside the exported model is the lexicon's,
     unchanged by training; the file alone serves (export validation compared it to Keras)."""
-    from data.lexicon_features import CHAR_PRIOR_IDS, char_prior_table
+    from data.lexicon.features import CHAR_PRIOR_IDS, char_prior_table
     from serve.tagger import Tagger
 
     run, _ = trained_run
@@ -512,7 +512,7 @@ def test_char_priors_without_a_lexicon_is_a_clear_error(tmp_path):
 # -- training entities in the lexicon ---------------------------------------------------------
 def tagged(text, *spans):
     """A Sentence of `text` with (start, end, type) entities in BMES."""
-    from data.formats import Sentence
+    from data.corpus.formats import Sentence
 
     tags = ["O"] * len(text)
     for start, end, kind in spans:
@@ -524,7 +524,7 @@ def tagged(text, *spans):
 
 
 def test_entity_lexicon_takes_each_names_most_frequent_type():
-    from data.train_entities import entity_lexicon
+    from data.lexicon.train_entities import entity_lexicon
 
     sentences = [tagged("华为在深圳", (0, 2, "ORG"), (3, 5, "LOC")),
                  tagged("深圳华为", (0, 2, "LOC"), (2, 4, "ORG")),
@@ -540,7 +540,7 @@ def test_entity_lexicon_takes_each_names_most_frequent_type():
 
 
 def test_each_fold_sees_the_other_folds_entities_only():
-    from data.train_entities import fold_bounds, fold_lexicons, with_train_entities
+    from data.lexicon.train_entities import fold_bounds, fold_lexicons, with_train_entities
 
     assert fold_bounds(10, 3) == [(0, 3), (3, 6), (6, 10)]
     base = Lexicon(["中国"], np.ones(1), np.array([0], np.int8), JIEBA_CLASS_NAMES, "base")
@@ -563,8 +563,8 @@ def test_training_folds_are_encoded_with_the_other_folds_entities(tmp_path):
     in dev's (which, as serving, sees every training entity); a name two folds share gets
     its flag in both."""
     pytest.importorskip("tensorflow")
-    from data.formats import Corpus
-    from data.lexicon_features import FLAGS
+    from data.corpus.formats import Corpus
+    from data.lexicon.features import FLAGS
     from models.config import TrainConfig
     from training.tf_input import encode_corpus
     from training.loop import build_vocabularies, encode_training
@@ -606,7 +606,7 @@ def test_training_entities_travel_in_the_exported_lexicon(tmp_path):
     assert result.returncode == 0 and "validation passed" in result.stdout, result.stderr[-2000:]
     lexicon = Lexicon.from_json(Tagger.load(model).metadata["ner.lexicon"])
     assert lexicon.source == "jieba-0.42.1+train-entities"
-    from data.train_entities import entity_lexicon
+    from data.lexicon.train_entities import entity_lexicon
     entities = entity_lexicon(read_corpus(FIXTURES / "train.txt").sentences,
                               lexicon.type_names)
     index = dict(zip(lexicon.words, lexicon.type_ids))

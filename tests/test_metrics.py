@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from data.formats import read_corpus
+from data.corpus.formats import read_corpus
 from data.metrics import (corpus_entities, entity_counts, entity_scores, format_scores,
                           paired_bootstrap, seen_split_scores)
 from tests.conftest import FIXTURES, run_module

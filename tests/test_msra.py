@@ -3,7 +3,7 @@ import zipfile
 
 import pytest
 
-from data.formats import DataError
+from data.corpus.formats import DataError
 from data.msra import extract, prepare
 from tests.conftest import ROOT, run_module
 

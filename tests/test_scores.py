@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from data.marginals import SpanTerms, span_probabilities, span_terms
+from data.decoding.marginals import SpanTerms, span_probabilities, span_terms
 from serve.calibration import average_precision, expected_calibration_error, reliability
 
 

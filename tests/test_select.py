@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from data.formats import DataError, read_corpus
+from data.corpus.formats import DataError, read_corpus
 from pipeline.select import Chosen, label_studio_task
 from tests.conftest import FIXTURES, run_module
 

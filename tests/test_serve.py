@@ -94,7 +94,7 @@ def test_entities_point_into_the_original_text(tagger):
 
 @pytest.mark.slow
 def test_results_do_not_depend_on_batch_company_or_size(tagger):
-    from data.formats import read_corpus
+    from data.corpus.formats import read_corpus
     texts = [s.text for s in read_corpus(ROOT / "tests" / "fixtures" / "dev.txt").sentences]
     together = tagger.tag_bmeo(texts, batch_size=64)
     alone = [tagger.tag_bmeo([text], batch_size=1)[0] for text in texts[:20]]

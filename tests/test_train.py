@@ -40,7 +40,7 @@ def test_run_folder_has_every_artifact(trained_run):
 
 
 def test_reloaded_model_predicts_identically(trained_run):
-    from data.formats import read_corpus
+    from data.corpus.formats import read_corpus
     from training.tf_input import encode_corpus
     from training.predict import predict_tag_ids
     from training.run_files import load_run
@@ -160,9 +160,9 @@ def test_view_targets_get_each_batch_and_the_positions_turned_unk():
     """The soft targets of an epoch come from view_targets(indices, drops), batch by batch,
     with drops exactly where the student's ids became <unk>; the inputs are those drawn
     without it (the masks' random stream is unchanged)."""
-    from data.encoding import BIGRAM_IDS, CHAR_IDS
+    from data.encoding.inputs import BIGRAM_IDS, CHAR_IDS
     from training.tf_input import EncodedCorpus, training_dataset
-    from data.vocab import UNK_ID
+    from data.encoding.vocab import UNK_ID
 
     lengths = [3, 7, 5, 9, 4, 6, 8]
     # sentence k's ids are 10 * (k + 1) + position: never <unk>, and they name the sentence

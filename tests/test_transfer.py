@@ -108,7 +108,7 @@ def test_auto_char_priors_follow_the_source_so_the_bilstm_can_transfer():
     them off (the Bi-LSTM's input width must match); an explicit choice still wins."""
     from types import SimpleNamespace
 
-    from data.formats import read_corpus
+    from data.corpus.formats import read_corpus
     from models.config import TrainConfig
     from training.loop import build_vocabularies
 

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from data.formats import read_corpus
-from data.lexicon import merge_lexicons, read_word_list
-from data.lexicon_features import FLAGS, LENGTH_BUCKETS, SETS, LexiconFeatures
-from data.tags import entity_spans, invalid_transitions
+from data.corpus.formats import read_corpus
+from data.lexicon.words import merge_lexicons, read_word_list
+from data.lexicon.features import FLAGS, LENGTH_BUCKETS, SETS, LexiconFeatures
+from data.corpus.tags import entity_spans, invalid_transitions
 from tests.conftest import FIXTURES, run_module
 
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def test_added_words_read_as_if_they_were_in_the_lexicon(exported, plain, lists)
     as_trained = LexiconFeatures(merged, model.kind, model.word_vocab, model.top_k,
                                  model.frequency_classes, model.char_prior_chars)
     points_flat, lengths = tagger.encoder.encode_flat(texts)
-    from data.vocab import code_points
+    from data.encoding.vocab import code_points
     expected = as_trained.encode_flat(code_points("".join(texts)).astype(np.int64), lengths)
     for name, rows in expected.items():
         np.testing.assert_array_equal(points_flat[name], rows)

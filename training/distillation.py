@@ -2,7 +2,7 @@
 
 A teacher is an ordinary run folder. For every training sentence (and every line of the
 `--unlabeled` raw-text files) the teachers' per-character tag marginals (CRF forward-backward
-over their emissions, data/marginals.py) are averaged into the student's soft targets; raw
+over their emissions, data/decoding/marginals.py) are averaged into the student's soft targets; raw
 text also gets hard tags, the Viterbi path over the teachers' averaged emissions and
 transitions. The student minimises (1 - soft_weight) * CRF NLL of the (gold or teacher) tags
 + soft_weight * cross-entropy of its own CRF marginals against the teachers'
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from data.files import text_lines
-from data.formats import FILE_UTF8_HINT, DataError, Sentence
-from data.marginals import crf_marginals
-from data.pieces import piece_bounds
-from data.viterbi import viterbi_decode
+from data.corpus.formats import FILE_UTF8_HINT, DataError, Sentence
+from data.decoding.marginals import crf_marginals
+from data.encoding.pieces import piece_bounds
+from data.decoding.viterbi import viterbi_decode
 
 TEACHER_BATCH = 256
 
@@ -127,7 +127,7 @@ def student_view_targets(teachers: list, texts: list[str], temperature: float = 
     Precomputed marginals on the clean text are nearly the gold tags on the teachers' own
     training sentences; scored on the noisy view they say how sure the tag is when a
     character is unknown (Beyer et al. 2022, "a good teacher is patient and consistent")."""
-    from data.vocab import UNK_ID
+    from data.encoding.vocab import UNK_ID
 
     chosen = teachers_for(texts, teachers)
 
@@ -149,7 +149,7 @@ def student_view_targets(teachers: list, texts: list[str], temperature: float = 
 def training_texts(teacher) -> set[str]:
     """The texts a teacher was trained on (its training file, cut as training cuts it): empty
     when that file is gone, so the teacher is then taken as not having seen any."""
-    from data.formats import read_corpus
+    from data.corpus.formats import read_corpus
     from training.tf_input import split_long
 
     config = teacher.config

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from data.files import atomic_path, write_text_atomic
-from data.formats import read_corpus
+from data.corpus.formats import read_corpus
 from data.quiet import import_tensorflow_quietly
 from models.config import TrainConfig
 from training.distillation import (attach_teacher_targets, load_teachers, pseudo_labelled,
@@ -65,11 +65,11 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
     takes its teachers' tag set (tag_names); a run started from `source` (--init-from) also
     takes the source's characters and bigrams, whose rows it inherits. `lexicon`: the loaded
     --lexicon, if the caller has it already."""
-    from data.encoding import InputEncoder
-    from data.lexicon import load_lexicon
-    from data.lexicon_features import LexiconFeatures, build_word_vocab, char_prior_table
-    from data.tags import tag_set
-    from data.vocab import BigramVocab, CharVocab, TagVocab
+    from data.encoding.inputs import InputEncoder
+    from data.lexicon.words import load_lexicon
+    from data.lexicon.features import LexiconFeatures, build_word_vocab, char_prior_table
+    from data.corpus.tags import tag_set
+    from data.encoding.vocab import BigramVocab, CharVocab, TagVocab
 
     texts = [s.text for s in corpora["train"].sentences] + list(extra_texts)
     chars = CharVocab.build(texts, config.char_min_count)
@@ -89,7 +89,7 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
     if not config.uses_lexicon:
         lexicon = None
     if lexicon is not None and config.lexicon_train_entities:
-        from data.train_entities import with_train_entities
+        from data.lexicon.train_entities import with_train_entities
         lexicon = with_train_entities(lexicon, corpora["train"].sentences,
                                       config.lexicon_train_entities)
     if lexicon is not None:
@@ -115,7 +115,7 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
 def build_model(config: TrainConfig, encoder, tags):
     import keras
 
-    from data.lexicon_features import char_prior_table
+    from data.lexicon.features import char_prior_table
     from models.tagger import BiLSTMCRF
 
     lexicon = encoder.lexicon
@@ -247,13 +247,13 @@ def train(config: TrainConfig, resume: bool = False, log=print,
           stop: StopRequest | None = None) -> dict:
     """Train into config.out; returns metrics (also written to metrics.json). `log` takes each
     progress line; `stop` ends training after the current batch (KeyboardInterrupt)."""
-    from data.lexicon import load_lexicon
+    from data.lexicon.words import load_lexicon
 
     import_tensorflow_quietly()
     import keras
     import tensorflow as tf
 
-    from data.encoding import describe
+    from data.encoding.inputs import describe
     from training.tf_input import encode_corpus
 
     run = Path(config.out)
@@ -319,9 +319,12 @@ def encode_training(config: TrainConfig, sentences, encoder, tags, log, base_lex
 
     if not (config.lexicon_train_entities and encoder.lexicon):
         return encode_corpus(sentences, encoder, tags, config.max_len)
-    from data.encoding import InputEncoder
-    from data.train_entities import fold_lexicons
+    from data.encoding.inputs import InputEncoder
+    from data.lexicon.train_entities import fold_lexicons
+    from data.lexicon.words import load_lexicon
 
+    if base_lexicon is None:  # called on its own; train() passes the one it loaded
+        base_lexicon = load_lexicon(config.lexicon)
     parts = []  # (char priors, if on, keep the full lexicon's table: one frozen table)
     for start, end, lexicon in fold_lexicons(base_lexicon, sentences,
                                              config.lexicon_train_entities):

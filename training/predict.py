@@ -5,8 +5,8 @@ import numpy as np
 
 from data.metrics import entity_scores
 from training.tf_input import EncodedCorpus, inference_batches
-from data.viterbi import viterbi_decode
-from data.vocab import TagVocab
+from data.decoding.viterbi import viterbi_decode
+from data.encoding.vocab import TagVocab
 from models.tagger import emissions_function
 
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.files import write_text_atomic
-from data.encoding import (InputEncoder, encoder_description, encoder_from_description,
+from data.encoding.inputs import (InputEncoder, encoder_description, encoder_from_description,
                            lexicon_json_of)
-from data.vocab import TagVocab
+from data.encoding.vocab import TagVocab
 from models.config import TrainConfig
 
 MODEL, CONFIG, VOCAB, TAGS, METRICS, HISTORY, LEXICON = (

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from data.encoding import BIGRAM_IDS, CHAR_IDS, InputEncoder
-from data.formats import Sentence
-from data.tags import OUTSIDE, split_tag
-from data.vocab import PAD_ID, UNK_ID, TagVocab
+from data.encoding.inputs import BIGRAM_IDS, CHAR_IDS, InputEncoder
+from data.corpus.formats import Sentence
+from data.corpus.tags import OUTSIDE, split_tag
+from data.encoding.vocab import PAD_ID, UNK_ID, TagVocab
 
 SORT_WINDOW_BATCHES = 50  # sort by length within windows of this many batches
 

@@ -18,7 +18,7 @@ LATENCY_TEXT = ("新华社北京十月一日电，中国科学院上海分院今
 
 # -- helpers shared by every path -----------------------------------------------------------
 def load_texts(data: Path):
-    from data.formats import read_corpus
+    from data.corpus.formats import read_corpus
 
     sentences = read_corpus(data).sentences
     return [s.text for s in sentences], [s.tags for s in sentences]
@@ -56,8 +56,8 @@ def sorted_batches(lengths, batch_size=BATCH_SIZE):
 def keras_path(spec: dict) -> dict:
     from data.quiet import import_tensorflow_quietly
     import_tensorflow_quietly()
-    from data.tags import entity_spans
-    from data.viterbi import viterbi_decode
+    from data.corpus.tags import entity_spans
+    from data.decoding.viterbi import viterbi_decode
     from models.tagger import emissions_function
     from training.run_files import load_run
 
@@ -144,7 +144,7 @@ def ort_path(spec: dict) -> dict:
 def lexicon_time(tagger, texts, lengths, repeats) -> float | None:
     """Seconds the lexicon matcher and its features take over the texts, in the groups of
     length-sorted texts that Tagger.tag_flat encodes at once (None: no lexicon)."""
-    from data.vocab import code_points
+    from data.encoding.vocab import code_points
     from serve.tagger import DECODE_BATCHES
 
     features = tagger.encoder.lexicon

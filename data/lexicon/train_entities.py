@@ -19,9 +19,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from data.formats import Sentence
-from data.lexicon import Lexicon, merge_lexicons
-from data.tags import entity_spans
+from data.corpus.formats import Sentence
+from data.lexicon.words import Lexicon, merge_lexicons
+from data.corpus.tags import entity_spans
 
 SOURCE = "train-entities"
 

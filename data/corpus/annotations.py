@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.files import DataError
-from data.sentences import Sentence
+from data.corpus.sentences import Sentence
 
 FORMS = ("doccano", "jsonl", "spacy", "label-studio")
 OVERLAPS = ("refuse", "keep-longest", "keep-first")
@@ -301,7 +301,7 @@ def resolve_overlaps(path, line, spans: list[Span], overlaps: str) -> tuple[list
 # -- writing ------------------------------------------------------------------------------------
 def entity_records(sentences) -> list[dict]:
     """Our jsonl form (serve.tag's output) of BMES sentences."""
-    from data.tags import entity_spans
+    from data.corpus.tags import entity_spans
 
     return [{"text": s.text, "entities": [
         {"type": entity_type, "start": start, "end": end, "text": s.text[start:end]}

@@ -11,7 +11,7 @@ from typing import Iterable
 
 import numpy as np
 
-from data.hashing import HashTable
+from data.lexicon.hashing import HashTable
 
 PAD_ID, UNK_ID = 0, 1
 PAD, UNK = "<pad>", "<unk>"

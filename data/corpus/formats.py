@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data.files import DataError, check_input_file, decode_line
-from data.sentences import Sentence
-from data.tags import TagShapeError, bio_to_bmes, invalid_transitions, is_bio, normalize_tag
+from data.corpus.sentences import Sentence
+from data.corpus.tags import TagShapeError, bio_to_bmes, invalid_transitions, is_bio, normalize_tag
 
 INLINE_SEPARATOR = "\\"
 
@@ -64,7 +64,7 @@ _SPAN_FILE_START = re.compile(r'^\s*(\{\s*"|\[\s*(\{|\]|$))')
 
 def check_corpus_path(path: str | Path) -> None:
     """DataError unless path is a readable file or a folder of brat pairs."""
-    from data.brat import is_brat
+    from data.corpus.brat import is_brat
 
     if Path(path).is_dir():
         if not is_brat(path):
@@ -81,7 +81,7 @@ def read_corpus(path: str | Path, strict: bool = False, form: str | None = None,
     folder or a `.ann` file is brat)."""
     if form is not None and form not in FORMS:
         raise ValueError(f"format {form!r}: expected one of {', '.join(FORMS)}")
-    from data.brat import is_brat, read_brat
+    from data.corpus.brat import is_brat, read_brat
 
     if form == "brat" or (form is None and is_brat(path)):
         reading = read_brat(path, overlaps, labels, strict, discontinuous)
@@ -98,7 +98,7 @@ def read_corpus(path: str | Path, strict: bool = False, form: str | None = None,
         else:
             form = "inline" if _looks_inline(first[1]) else "columns"
     if form not in ("columns", "inline"):
-        from data.annotations import read_spans
+        from data.corpus.annotations import read_spans
         reading = read_spans(path, "\n".join(lines), None if form == "spans" else form,
                              overlaps, labels, unreviewed, strict)
         corpus = Corpus(str(path), reading.sentences, form=reading.form,

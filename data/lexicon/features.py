@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from data.lexicon import Lexicon, LexiconMatcher, LexiconMatches
-from data.vocab import CharVocab, code_points
+from data.lexicon.words import Lexicon, LexiconMatcher, LexiconMatches
+from data.encoding.vocab import CharVocab, code_points
 
 KINDS = ("none", "flags", "words", "both")
 SETS = "BMES"
@@ -78,7 +78,7 @@ class LexiconFeatures:
 
     def with_lexicon(self, lexicon: Lexicon) -> "LexiconFeatures":
         """The same features (kind, word rows, priors) over another lexicon with the same
-        type classes: a training fold's (data/train_entities.py)."""
+        type classes: a training fold's (data/lexicon/train_entities.py)."""
         if lexicon.type_names != self.lexicon.type_names:
             raise ValueError("a fold's lexicon must have the same type classes")
         return LexiconFeatures(lexicon, self.kind, self.word_vocab, self.top_k,

@@ -2,7 +2,7 @@
 what the model is trained on is exactly what it is served (tested: train/serve parity).
 
 Inputs, each one row per character: `char_ids`, `bigram_ids` (models with bigrams), and the
-lexicon inputs of `data.lexicon_features` (models with a lexicon). Whole batches are encoded
+lexicon inputs of `data.lexicon.features` (models with a lexicon). Whole batches are encoded
 at once from the texts' code points: no per-character Python work.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ import json
 
 import numpy as np
 
-from data.lexicon import Lexicon
-from data.lexicon_features import LexiconFeatures
-from data.vocab import BigramVocab, CharVocab, code_points, scatter
+from data.lexicon.words import Lexicon
+from data.lexicon.features import LexiconFeatures
+from data.encoding.vocab import BigramVocab, CharVocab, code_points, scatter
 
 CHAR_IDS, BIGRAM_IDS = "char_ids", "bigram_ids"
 

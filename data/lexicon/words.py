@@ -3,7 +3,7 @@
 A lexicon is a list of words, each with a frequency and a type class (jieba's POS folded into
 PER / LOC / ORG / PROPER / OTHER, or the types of a user's word list). For every character of
 a text, the matcher finds the lexicon words that begin (B), continue (M), end (E) at, or are
-(S) that character; `data.lexicon_features` turns those sets into model inputs.
+(S) that character; `data.lexicon.features` turns those sets into model inputs.
 
 Sources: jieba 0.42.1's `dict.txt`, read out of the pinned sdist fetched from the package
 registry and hash-checked (jieba itself is never imported), or a user's file with
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data.formats import DataError, read_lines
-from data.hashing import HashTable
-from data.vocab import code_points
+from data.corpus.formats import DataError, read_lines
+from data.lexicon.hashing import HashTable
+from data.encoding.vocab import code_points
 
 JIEBA_SDIST = "jieba-0.42.1.tar.gz"
 JIEBA_SDIST_SHA256 = "055ca12f62674fafed09427f176506079bc135638a14e23e25be909131928db2"

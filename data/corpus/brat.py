@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from data.files import DataError, decode_line
-from data.sentences import Sentence
+from data.corpus.sentences import Sentence
 
 SUFFIX = ".ann"
 DISCONTINUOUS = ("refuse", "outer")
@@ -115,7 +115,7 @@ def _entity(ann: Path, number: int, line: str, text: str, discontinuous: str):
 def ann_text(sentence: Sentence) -> str:
     """The .ann content of one sentence; an entity holding a line break is written as the
     fragments between its breaks (brat's own way), which read back as one span."""
-    from data.tags import entity_spans
+    from data.corpus.tags import entity_spans
 
     lines = []
     for number, (entity_type, start, end) in enumerate(entity_spans(sentence.tags), 1):
@@ -135,7 +135,7 @@ def document_stems(count: int) -> list[str]:
 def read_brat(path: str | Path, overlaps: str = "refuse", labels: set[str] | None = None,
               strict: bool = False, discontinuous: str = "refuse"):
     """A SpanReading of a folder of pairs (or one `.ann` file): a sentence per document."""
-    from data.annotations import (Span, SpanReading, bmes_tags, check_span, resolve_overlaps,
+    from data.corpus.annotations import (Span, SpanReading, bmes_tags, check_span, resolve_overlaps,
                                   trimmed_spans)
 
     reading = SpanReading([], "brat")
