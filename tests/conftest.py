@@ -18,6 +18,21 @@ def train_command(out, epochs, *extra):
             "--out", str(out), "--epochs", str(epochs), *TINY, *extra]
 
 
+def valid_fixture_sentences(folder: Path, count: int = 200):
+    """(the fixture's first `count` sentences with valid BMES, a column file of them in
+    `folder`): the reference that every other form must read back to."""
+    from data.corpus.formats import read_corpus
+    from data.corpus.tags import invalid_transitions
+
+    sentences = [s for s in read_corpus(FIXTURES / "train.txt").sentences
+                 if not invalid_transitions(s.tags)][:count]
+    assert len(sentences) == count
+    path = folder / "columns.txt"
+    path.write_text("".join("".join(f"{c} {t}\n" for c, t in zip(s.text, s.tags)) + "\n"
+                            for s in sentences), encoding="utf-8")
+    return sentences, path
+
+
 def default_sigint():
     """preexec_fn for children a test interrupts: a shell that starts the tests in the
     background ignores SIGINT, children inherit that, and Python then installs no

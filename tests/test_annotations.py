@@ -8,7 +8,7 @@ import pytest
 
 from data.corpus.formats import DataError, read_corpus
 from data.corpus.tags import entity_spans, invalid_transitions
-from tests.conftest import FIXTURES, ROOT, run_module
+from tests.conftest import FIXTURES, ROOT, run_module, valid_fixture_sentences
 
 SENTENCES = 200
 
@@ -16,13 +16,8 @@ SENTENCES = 200
 @pytest.fixture(scope="module")
 def columns_file(tmp_path_factory):
     """200 MSRA sentences (the fixture's, all with valid BMES) in the column form."""
-    sentences = [s for s in read_corpus(FIXTURES / "train.txt").sentences
-                 if not invalid_transitions(s.tags)][:SENTENCES]
-    assert len(sentences) == SENTENCES
+    sentences, path = valid_fixture_sentences(tmp_path_factory.mktemp("forms"), SENTENCES)
     assert sum(1 for s in sentences for _ in entity_spans(s.tags)) > 100
-    path = tmp_path_factory.mktemp("forms") / "columns.txt"
-    path.write_text("".join("".join(f"{c} {t}\n" for c, t in zip(s.text, s.tags)) + "\n"
-                            for s in sentences), encoding="utf-8")
     return path
 
 

@@ -3,8 +3,8 @@ and every error names FILE:LINE with exit 2."""
 import pytest
 
 from data.corpus.formats import DataError, read_corpus
-from data.corpus.tags import entity_spans, invalid_transitions
-from tests.conftest import FIXTURES, TINY, run_module
+from data.corpus.tags import entity_spans
+from tests.conftest import FIXTURES, TINY, run_module, valid_fixture_sentences
 
 SENTENCES = 200
 
@@ -12,13 +12,8 @@ SENTENCES = 200
 @pytest.fixture(scope="module")
 def msra(tmp_path_factory):
     """(column file, brat folder written here by hand) of 200 MSRA sentences."""
-    sentences = [s for s in read_corpus(FIXTURES / "train.txt").sentences
-                 if not invalid_transitions(s.tags)][:SENTENCES]
-    assert len(sentences) == SENTENCES
     root = tmp_path_factory.mktemp("brat")
-    columns = root / "columns.txt"
-    columns.write_text("".join("".join(f"{c} {t}\n" for c, t in zip(s.text, s.tags)) + "\n"
-                               for s in sentences), encoding="utf-8")
+    sentences, columns = valid_fixture_sentences(root, SENTENCES)
     folder = root / "docs"
     folder.mkdir()
     for number, sentence in enumerate(sentences, 1):  # natural order: 2 before 10
