@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN ?= default
 
-.PHONY: setup run run-ensemble run-student test test-fast bench clean
+.PHONY: setup run run-ensemble run-student own test test-fast bench clean
 
 # One venv for training, serving, the HTTP service and Ray, so `make test` covers every path.
 $(VENV)/.installed: requirements.txt requirements-serve.txt requirements-ray.txt
@@ -51,6 +51,20 @@ run-student: run
 	$(PY) -m export.to_onnx --run runs/$(RUN)-student --out models/$(RUN)-student.onnx --quantize int8
 	$(PY) -m serve.tag samples/news.txt --model models/$(RUN)-student.onnx -o runs/$(RUN)/news-student.jsonl
 	@echo "tagged samples/news.txt -> runs/$(RUN)/news-student.jsonl"
+
+# Your own labelled files, started from the default (--init-from: its embeddings and Bi-LSTM;
+# what it gains on a small corpus: docs/results.md, "Own corpora"):
+#   make own TRAIN=my/train.jsonl DEV=my/dev.jsonl [NAME=mine]
+NAME ?= mine
+ifneq ($(filter own,$(MAKECMDGOALS)),)
+ifeq ($(and $(TRAIN),$(DEV)),)
+$(error make own: give TRAIN=FILE and DEV=FILE (any accepted form))
+endif
+endif
+own: run
+	$(call train_once,$(NAME),--train $(TRAIN) --dev $(DEV) --init-from runs/$(RUN))
+	$(PY) -m export.to_onnx --run runs/$(NAME) --out models/$(NAME).onnx --quantize int8
+	@echo "trained runs/$(NAME), exported models/$(NAME).onnx"
 
 test: setup
 	$(PY) -m pytest

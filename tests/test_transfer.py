@@ -127,3 +127,20 @@ def test_auto_char_priors_follow_the_source_so_the_bilstm_can_transfer():
     explicit = TrainConfig(lexicon_char_priors="on")
     build_vocabularies(explicit, corpora, source=source)
     assert explicit.lexicon_char_priors == "on"
+
+
+def test_make_own_trains_the_users_files_from_the_default():
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    dry = subprocess.run(["make", "-n", "own", "TRAIN=my/train.jsonl", "DEV=my/dev.jsonl",
+                          "NAME=shop"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert ("-m pipeline.train --out runs/shop --train my/train.jsonl --dev my/dev.jsonl "
+            "--init-from runs/default") in dry.stdout
+    assert "-m export.to_onnx --run runs/shop --out models/shop.onnx" in dry.stdout
+    missing = subprocess.run(["make", "-n", "own", "TRAIN=my/train.jsonl"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2
+    assert "make own: give TRAIN=FILE and DEV=FILE (any accepted form)" in missing.stderr
