@@ -144,3 +144,25 @@ def test_make_own_trains_the_users_files_from_the_default():
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2
     assert "make own: give TRAIN=FILE and DEV=FILE (any accepted form)" in missing.stderr
+
+
+def test_word_rows_are_named_in_the_order_the_model_reads_them():
+    """warm_start.word_tokens names row i of the word embedding: the class rows, then the
+    vocabulary's words, as LexiconFeatures numbers them."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from data.lexicon.features import LexiconFeatures
+    from data.lexicon.words import Lexicon
+    from training.warm_start import word_tokens
+
+    lexicon = Lexicon(["上海", "北京", "张三"], np.ones(3), np.array([1, 1, 2], np.int8),
+                      ["OTHER", "LOC", "PER"], "test")
+    features = LexiconFeatures(lexicon, "words", word_vocab=["张三", "北京"])
+    tokens = word_tokens(SimpleNamespace(lexicon=features))
+    assert len(tokens) == features.num_words
+    for word, row in zip(lexicon.words, features.model_word_ids.tolist()):
+        expected = word if word in features.word_vocab else \
+            f"<class:{lexicon.type_names[lexicon.type_ids[lexicon.words.index(word)]]}>"
+        assert tokens[row] == expected
