@@ -45,6 +45,24 @@ def text_lines(name: str, stream: BinaryIO, errors: str = "strict", first_line: 
         yield decode_line(raw, name, number, errors, hint)
 
 
+FILE_UTF8_HINT = "the file must be UTF-8"
+
+
+def decode_file(path: str | Path, errors: str = "strict", strip_bom: bool = True) -> str:
+    """A whole file as UTF-8 text (decoded at once: fast), naming the line of a bad byte."""
+    raw = Path(path).read_bytes()
+    if strip_bom and raw.startswith(_BOM):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        start = raw.rfind(b"\n", 0, error.start) + 1
+        end = raw.find(b"\n", error.start)
+        decode_line(raw[start:end if end >= 0 else len(raw)], path, line, hint=FILE_UTF8_HINT)
+        raise
+
+
 # -- paths ------------------------------------------------------------------------------------
 def check_input_file(path: str | Path) -> None:
     """DataError unless path is a readable file (`-` for stdin is the caller's to allow)."""

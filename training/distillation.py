@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.files import text_lines
-from data.corpus.formats import FILE_UTF8_HINT, DataError, Sentence
+from data.corpus.formats import DataError, Sentence
+from data.files import FILE_UTF8_HINT, text_lines
 from data.decoding.marginals import crf_marginals
 from data.encoding.pieces import piece_bounds
 from data.decoding.viterbi import viterbi_decode

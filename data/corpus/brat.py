@@ -16,7 +16,7 @@ import os
 import re
 from pathlib import Path
 
-from data.files import DataError, decode_line
+from data.files import DataError, decode_file
 from data.corpus.sentences import Sentence
 
 SUFFIX = ".ann"
@@ -51,16 +51,7 @@ def documents(path: str | Path) -> list[Path]:
 
 def read_text(path: Path) -> str:
     """A document's text exactly as stored (offsets count its every character)."""
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        start = raw.rfind(b"\n", 0, error.start) + 1
-        end = raw.find(b"\n", error.start)
-        decode_line(raw[start:end if end >= 0 else len(raw)], path, line,
-                    hint="the file must be UTF-8")
-        raise
+    return decode_file(path, strip_bom=False)
 
 
 def document_spans(ann: Path, text: str, discontinuous: str = "refuse"

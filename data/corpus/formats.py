@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.files import DataError, check_input_file, decode_line
+from data.files import DataError, check_input_file, decode_file
 from data.corpus.sentences import Sentence
 from data.corpus.tags import TagShapeError, bio_to_bmes, invalid_transitions, is_bio, normalize_tag
 
@@ -36,22 +36,11 @@ class Corpus:
     trimmed: int = 0  # spans trimmed of surrounding whitespace (dropped if all whitespace)
 
 
-FILE_UTF8_HINT = "the file must be UTF-8"
 
 
 def read_lines(path: str | Path, errors: str = "strict") -> list[str]:
     """Decode a whole file as UTF-8 (BOM allowed), naming the line of the first bad byte."""
-    raw = Path(path).read_bytes()
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        text = raw.decode("utf-8", errors=errors)
-    except UnicodeDecodeError as error:  # the whole file at once is fast; name the bad line
-        line = raw.count(b"\n", 0, error.start) + 1
-        start = raw.rfind(b"\n", 0, error.start) + 1
-        decode_line(raw[start:raw.find(b"\n", error.start) % (len(raw) + 1)], path, line,
-                    hint=FILE_UTF8_HINT)
-        raise
+    text = decode_file(path, errors)
     # splitlines() would also split on U+2028 and friends, which may be characters to tag.
     return [line.rstrip("\r") for line in text.split("\n")]
 
