@@ -21,9 +21,9 @@ from data.corpus.formats import read_corpus
 from data.quiet import import_tensorflow_quietly
 from models.config import TrainConfig
 from training.distillation import (attach_teacher_targets, load_teachers, pseudo_labelled,
-                                 read_unlabeled, student_view_targets)
+                                   read_unlabeled, student_view_targets)
 from training.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, load_run,
-                              save_json, save_vocabularies, load_vocabularies)
+                                load_vocabularies, save_json, save_vocabularies)
 from training.warm_start import init_from_run, with_source_tokens
 
 # What the data holds (forms, conversions, warnings): the command decides where it goes.
@@ -84,10 +84,10 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
         # the source's choice keeps the Bi-LSTM's input width, so its weights can transfer
         config.lexicon_char_priors = source.config.lexicon_char_priors
     uses_priors = config.resolve_char_priors(sum(map(len, texts)))
-    if lexicon is None and config.uses_lexicon:
-        lexicon = load_lexicon(config.lexicon)
     if not config.uses_lexicon:
         lexicon = None
+    elif lexicon is None:
+        lexicon = load_lexicon(config.lexicon)
     if lexicon is not None and config.lexicon_train_entities:
         from data.lexicon.train_entities import with_train_entities
         lexicon = with_train_entities(lexicon, corpora["train"].sentences,
