@@ -5,8 +5,8 @@ our own JSONL, a brat folder); OUT is written in the column form (`字 TAG`, a b
 each sentence), our JSONL (`{"text", "entities": [{"type", "start", "end", "text"}]}`, what
 serve.tag writes and what annotation tools import as pre-annotations), or brat standoff (OUT a
 new folder, one `00001.txt`/`00001.ann` pair per sentence). Written to a temporary file (or
-folder) and renamed, so a failed conversion leaves no OUT. Round trips are exact: columns -> any form ->
-columns gives the same bytes (tested). A sentence holding a newline cannot be written as
+folder) and renamed, so a failed conversion leaves no OUT. Round trips are exact: columns ->
+any form -> columns gives the same bytes (tested). A sentence holding a newline cannot be written as
 columns: that is an error naming its line, not a silent change.
 """
 from __future__ import annotations
@@ -32,12 +32,12 @@ def render(corpus, target: str) -> str:
         return out.getvalue()
     for sentence in corpus.sentences:
         if "\n" in sentence.text:
-            raise DataError(sentence.source or corpus.path, sentence.line, "this sentence holds a newline, which "
-                                                        "the column form cannot hold: convert "
-                                                        "to jsonl instead")
+            raise DataError(sentence.source or corpus.path, sentence.line,
+                            "this sentence holds a newline, which the column form cannot hold: "
+                            "convert to jsonl instead")
         if not sentence.text:
-            raise DataError(sentence.source or corpus.path, sentence.line, "an empty sentence cannot be written in "
-                                                        "the column form")
+            raise DataError(sentence.source or corpus.path, sentence.line,
+                            "an empty sentence cannot be written in the column form")
     write_columns(corpus.sentences, out)
     return out.getvalue()
 

@@ -73,10 +73,8 @@ def read_corpus(path: str | Path, strict: bool = False, form: str | None = None,
     from data.corpus.brat import is_brat, read_brat
 
     if form == "brat" or (form is None and is_brat(path)):
-        reading = read_brat(path, overlaps, labels, strict, discontinuous)
-        return _checked(Corpus(str(path), reading.sentences, form="brat",
-                               overlaps_resolved=reading.overlaps_resolved,
-                               trimmed=reading.trimmed, ignored=reading.ignored), strict)
+        return _checked(_corpus_of(path, read_brat(path, overlaps, labels, strict,
+                                                   discontinuous)), strict)
     lines = read_lines(path)
     first = next(((number, line) for number, line in enumerate(lines, 1) if line.strip()), None)
     if first is None:
@@ -88,15 +86,20 @@ def read_corpus(path: str | Path, strict: bool = False, form: str | None = None,
             form = "inline" if _looks_inline(first[1]) else "columns"
     if form not in ("columns", "inline"):
         from data.corpus.annotations import read_spans
-        reading = read_spans(path, "\n".join(lines), None if form == "spans" else form,
-                             overlaps, labels, unreviewed, strict)
-        corpus = Corpus(str(path), reading.sentences, form=reading.form,
-                        overlaps_resolved=reading.overlaps_resolved,
-                        unreviewed=reading.unreviewed, trimmed=reading.trimmed)
+        corpus = _corpus_of(path, read_spans(path, "\n".join(lines),
+                                             None if form == "spans" else form, overlaps,
+                                             labels, unreviewed, strict))
     else:
         parse = _parse_inline if form == "inline" else _parse_columns
         corpus = Corpus(str(path), parse(path, lines), form=form)
     return _checked(corpus, strict)
+
+
+def _corpus_of(path, reading) -> Corpus:
+    """A Corpus of a span reading (annotations.SpanReading), with what reading it counted."""
+    return Corpus(str(path), reading.sentences, form=reading.form,
+                  overlaps_resolved=reading.overlaps_resolved, unreviewed=reading.unreviewed,
+                  trimmed=reading.trimmed, ignored=reading.ignored)
 
 
 def _checked(corpus: Corpus, strict: bool) -> Corpus:
