@@ -31,8 +31,8 @@ def with_user_words(encoder: InputEncoder, path: str | Path) -> tuple[InputEncod
         raise DataError(path, None, "this model reads no lexicon, so added words cannot "
                                     "change what it sees: use --force-words")
     user = read_word_list(path, features.lexicon.type_names, "lexicon classes")
-    merged = add_words(features.lexicon, user)
-    return InputEncoder(encoder.chars, encoder.bigrams, features.with_added_words(merged)), \
+    grown = add_words(features.matcher, user)
+    return InputEncoder(encoder.chars, encoder.bigrams, features.with_added_words(grown)), \
         len(user)
 
 

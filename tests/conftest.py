@@ -12,6 +12,17 @@ TINY = ["--embedding-dim", "16", "--hidden-size", "16", "--bigram-dim", "8",
         "--batch-size", "16", "--patience", "10", "--epoch-min-steps", "0"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def word_list_cache(tmp_path_factory):
+    """Parsed word lists go to a folder of this test session, not the user's ~/.cache (the
+    commands the tests start inherit it)."""
+    import os
+
+    folder = tmp_path_factory.mktemp("word-list-cache")
+    os.environ["NER_WORD_LIST_CACHE"] = str(folder)
+    return folder
+
+
 def train_command(out, epochs, *extra):
     return [sys.executable, "-m", "pipeline.train", "--train", str(FIXTURES / "train.txt"),
             "--dev", str(FIXTURES / "dev.txt"), "--test", str(FIXTURES / "dev.txt"),

@@ -10,7 +10,7 @@ import pytest
 
 from data.corpus.formats import DataError, read_corpus
 from data.lexicon.words import (JIEBA_CLASS_NAMES, MAX_TYPE_CLASSES, Lexicon, LexiconMatcher,
-                          load_lexicon, merge_lexicons, read_word_list)
+                                add_words, load_lexicon, merge_lexicons, read_word_list)
 from data.lexicon.features import LENGTH_BUCKETS, SETS, LexiconFeatures, build_word_vocab
 from tests.conftest import FIXTURES, ROOT, run_module
 
@@ -204,6 +204,74 @@ def test_matcher_is_exact_whatever_the_stored_word_order():
     assert matcher_matches(LexiconMatcher(shuffled), texts) == expected
     assert matcher_matches(LexiconMatcher(lexicon), texts) == brute_force_matches(texts,
                                                                                  lexicon.words)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_lexicon_grown_at_load_matches_as_if_merged_before(seed):
+    """add_words keeps the base's tables and builds the new words' only: its lexicon holds
+    what merge_lexicons would, and its matches are every occurrence of every word."""
+    rng = np.random.default_rng(seed)
+    alphabet = "abcd华东师范🙂"
+    base = random_lexicon(rng, alphabet, int(rng.integers(20, 150)))
+    added = random_lexicon(rng, alphabet, int(rng.integers(5, 80)))
+    added.type_names = ["OTHER", "B", "NEW"]  # a class the base lacks, one it has
+    shared = set(base.words) & set(added.words)
+    assert shared and set(added.words) - shared  # some words retyped, some new
+    grown = add_words(LexiconMatcher(base), added)
+    merged = merge_lexicons([base, added])
+
+    def entries(lexicon):
+        return {word: (lexicon.frequencies[i], lexicon.type_names[lexicon.type_ids[i]])
+                for i, word in enumerate(lexicon.words)}
+
+    assert entries(grown.lexicon) == entries(merged)
+    assert grown.lexicon.words[:len(base)] == base.words  # the base's ids are kept
+    texts = random_texts(rng, alphabet, 40)
+    assert matcher_matches(grown, texts) == brute_force_matches(texts, grown.lexicon.words)
+    found = LexiconMatcher(base).find(added)
+    assert found.tolist() == [base.words.index(w) if w in base.words else -1
+                              for w in added.words]
+
+
+def test_word_lists_read_again_come_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NER_WORD_LIST_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "words.txt"
+    path.write_text("# drugs\n阿司匹林 120 DRUG\n上海 LOC\n布洛芬 7\n", encoding="utf-8")
+    first = read_word_list(path)
+    stored = list((tmp_path / "cache").iterdir())
+    assert len(stored) == 1
+    import data.lexicon.words as lexicon_module
+
+    monkeypatch.setattr(lexicon_module, "_parse_word_list", None)  # a parse would fail
+    again = read_word_list(path, ["DRUG", "LOC"], "classes")
+    assert (again.words, again.type_names, again.source) == \
+        (first.words, first.type_names, first.source)
+    np.testing.assert_array_equal(again.frequencies, first.frequencies)
+    np.testing.assert_array_equal(again.type_ids, first.type_ids)
+    monkeypatch.undo()
+    monkeypatch.setenv("NER_WORD_LIST_CACHE", str(tmp_path / "cache"))
+    # a cached list with a type this reader refuses is parsed again, to name the line
+    with pytest.raises(DataError, match=f"^{path}:2: type 'DRUG' is not one of this model's "
+                                        "classes \\(LOC, PER\\)"):
+        read_word_list(path, ["LOC", "PER"], "classes")
+    # a damaged cache file is parsed again and rewritten; an edited list is another entry
+    stored[0].write_text("{not json", encoding="utf-8")
+    assert read_word_list(path).words == first.words
+    assert Lexicon.from_json(stored[0].read_text(encoding="utf-8")).words == first.words
+    path.write_text("上海 LOC\n", encoding="utf-8")
+    assert read_word_list(path).words == ["上海"]
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+@pytest.mark.parametrize("setting", ["off", "a file, not a folder"])
+def test_word_lists_read_without_a_usable_cache(tmp_path, monkeypatch, setting):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("", encoding="utf-8")
+    monkeypatch.setenv("NER_WORD_LIST_CACHE", "off" if setting == "off" else str(blocker))
+    path = tmp_path / "words.txt"
+    path.write_text("上海 LOC\n", encoding="utf-8")
+    assert read_word_list(path).words == read_word_list(path).words == ["上海"]
+    assert blocker.read_text(encoding="utf-8") == ""
 
 
 BAD_LEXICONS = [

@@ -90,11 +90,14 @@ class LexiconFeatures:
             self._matcher = LexiconMatcher(self.lexicon)
         return self._matcher
 
-    def with_added_words(self, lexicon: Lexicon) -> "LexiconFeatures":
+    def with_added_words(self, matcher: LexiconMatcher) -> "LexiconFeatures":
         """The features over a lexicon that holds this one's words and more (a user's list
-        added at load time): new words are read as if they had been in the lexicon, while the
-        frequency classes keep this lexicon's cut points, which the model was trained on."""
+        added at load time, see add_words; `matcher` is its matcher): new words are read as
+        if they had been in the lexicon, while the frequency classes keep this lexicon's cut
+        points, which the model was trained on."""
+        lexicon = matcher.lexicon
         features = self.with_lexicon(lexicon)
+        features._matcher = matcher
         if self.frequency_classes:
             cuts = frequency_cuts(self.lexicon.frequencies, self.frequency_classes)
             features.word_frequency_class = np.searchsorted(

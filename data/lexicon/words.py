@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,8 +118,20 @@ def read_word_list(path: str | Path, allowed_types: Sequence[str] | None = None,
     Blank lines and lines starting with `#` are skipped; a word listed again keeps its first
     line. Any other problem stops with `FILE:LINE`; so does a type not in allowed_types
     (when given; `what` names them in the message) and, with type_required, a line without
-    one.
+    one. A list read before is taken from the cache (word_list_cache_folder), keyed by the
+    file's bytes: parsing 100,000 lines costs more than tagging a small file.
     """
+    raw = Path(path).read_bytes()
+    cached = _cached_word_list(raw)
+    if cached is not None and _types_accepted(cached, allowed_types, type_required):
+        cached.source = Path(path).name
+        return cached
+    lexicon = _parse_word_list(path, allowed_types, what, type_required)
+    _cache_word_list(raw, lexicon)
+    return lexicon
+
+
+def _parse_word_list(path, allowed_types, what, type_required) -> Lexicon:
     words, frequencies, types = [], [], []
     accepted = set(allowed_types or ()) | ({UNTYPED} if not type_required else set())
     for number, line in enumerate(read_lines(path), 1):
@@ -149,6 +162,60 @@ def read_word_list(path: str | Path, allowed_types: Sequence[str] | None = None,
     if not words:
         raise DataError(path, None, "empty lexicon: no words")
     return _first_of_each(words, frequencies, types, None, Path(path).name)
+
+
+WORD_LIST_CACHE = "NER_WORD_LIST_CACHE"  # environment: the cache folder, or `off`
+_CACHE_FORMAT = "v1"
+
+
+def word_list_cache_folder() -> Path | None:
+    """Where parsed word lists are kept: $NER_WORD_LIST_CACHE (`off`: nowhere), else
+    $XDG_CACHE_HOME/ner-pipeline/word-lists (~/.cache when unset)."""
+    value = os.environ.get(WORD_LIST_CACHE)
+    if value:
+        return None if value == "off" else Path(value)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ner-pipeline" / "word-lists"
+
+
+def _cache_file(raw: bytes) -> Path | None:
+    import hashlib
+
+    folder = word_list_cache_folder()
+    digest = hashlib.sha256(raw).hexdigest()
+    return folder / f"{digest}.{_CACHE_FORMAT}.json" if folder is not None else None
+
+
+def _cached_word_list(raw: bytes) -> Lexicon | None:
+    """The list parsed before from these bytes; None when not cached or unreadable."""
+    path = _cache_file(raw)
+    try:
+        return Lexicon.from_json(path.read_text(encoding="utf-8")) if path else None
+    except (OSError, ValueError, KeyError, TypeError):  # absent, partial or foreign: parse
+        return None
+
+
+def _cache_word_list(raw: bytes, lexicon: Lexicon) -> None:
+    """Best effort: a cache folder that cannot be written only means parsing next time."""
+    from data.files import write_text_atomic
+
+    path = _cache_file(raw)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, lexicon.to_json())
+    except OSError:
+        pass
+
+
+def _types_accepted(lexicon: Lexicon, allowed_types, type_required: bool) -> bool:
+    """Whether every type the list uses is allowed (else parsing names the first bad line)."""
+    if allowed_types is None:
+        return True
+    accepted = set(allowed_types) | ({UNTYPED} if not type_required else set())
+    used = {lexicon.type_names[i] for i in np.unique(lexicon.type_ids).tolist()}
+    return used <= accepted
 
 
 def _check_word_type(path, number: int, word: str, word_type: str, types: Sequence[str],
@@ -290,17 +357,18 @@ def merge_lexicons(lexicons: Sequence[Lexicon]) -> Lexicon:
                    type_names, source)
 
 
-def add_words(base: Lexicon, added: Lexicon) -> Lexicon:
-    """base's words with added's joined, as merge_lexicons([base, added]) has them (a word in
-    both: the higher frequency, and added's type unless it is untyped), but built with array
-    operations and in base's order followed by the new words, so a large lexicon takes a
-    user's list in a fraction of a second. The matcher does not need code-point order."""
+def add_words(base_matcher: "LexiconMatcher", added: Lexicon) -> "LexiconMatcher":
+    """The matcher of base's words with added's joined, as merge_lexicons([base, added]) has
+    them (a word in both: the higher frequency, and added's type unless it is untyped), but
+    in base's order followed by the new words, found with base's own hash tables and adding
+    tables for the new words only: a large lexicon takes a user's list in a fraction of a
+    second. Its `lexicon` is the merged one. The matcher does not need code-point order."""
+    base = base_matcher.lexicon
     type_names = base.type_names + [name for name in added.type_names
                                     if name not in base.type_names]
     _check_type_count(type_names, f"{base.source}{SOURCE_SEPARATOR}{added.source}")
     retype = np.array([type_names.index(name) for name in added.type_names], dtype=np.int8)
-    index = {word: position for position, word in enumerate(base.words)}
-    where = np.array([index.get(word, -1) for word in added.words], dtype=np.int64)
+    where = base_matcher.find(added)
     known, new = where >= 0, where < 0
     frequencies = base.frequencies.copy()
     type_ids = base.type_ids.copy()
@@ -313,9 +381,10 @@ def add_words(base: Lexicon, added: Lexicon) -> Lexicon:
     new_words = [word for word, is_new in zip(added.words, new.tolist()) if is_new]
     words = base.joined + ("\n" + "\n".join(new_words) if new_words else "") \
         if len(base) else "\n".join(new_words)
-    return Lexicon(words, np.concatenate([frequencies, added.frequencies[new]]),
-                   np.concatenate([type_ids, added_types[new]]), type_names,
-                   f"{base.source}{SOURCE_SEPARATOR}{added.source}")
+    merged = Lexicon(words, np.concatenate([frequencies, added.frequencies[new]]),
+                     np.concatenate([type_ids, added_types[new]]), type_names,
+                     f"{base.source}{SOURCE_SEPARATOR}{added.source}")
+    return base_matcher.extended(merged)
 
 
 MAX_TYPE_CLASSES = 127  # type ids are int8; every class adds 4 flags per character anyway
@@ -349,21 +418,62 @@ class LexiconMatcher:
     checked character by character against the word, and the build refuses hash collisions
     between words, so the result is exact (tested against enumerating every substring).
     Hash tables, not sorted arrays and binary search, which spent most of the time searching.
+    A lexicon grown at load time (add_words) keeps the tables built for its first words and
+    builds tables for the new ones only (`extended`): each word is in one set of tables.
     """
 
-    def __init__(self, lexicon: Lexicon):
+    def __init__(self, lexicon: Lexicon, parts: list["WordTables"] | None = None):
         self.lexicon = lexicon
-        # the words' code points as stored, "\n" between words: a word starts after the
-        # breaks and the characters of the words before it
-        self.points = code_points(lexicon.joined)
-        breaks = np.flatnonzero(self.points == ord("\n"))
-        self.word_lengths = np.diff(breaks, prepend=-1, append=self.points.size) - 1 \
-            if len(lexicon) else np.zeros(0, np.int64)
-        if self.word_lengths.size and self.word_lengths.min() < 1:
+        self.parts = parts if parts is not None else \
+            [WordTables(lexicon.joined, len(lexicon), 0)] if len(lexicon) else []
+
+    def extended(self, grown: Lexicon) -> "LexiconMatcher":
+        """The matcher of `grown`, whose words are this lexicon's followed by new ones (as
+        add_words builds it): only the new words' tables are built."""
+        count = len(self.lexicon)
+        if len(grown) == count:
+            return LexiconMatcher(grown, self.parts)
+        new_words = grown.joined[len(self.lexicon.joined) + 1:] if count else grown.joined
+        return LexiconMatcher(grown, self.parts + [WordTables(new_words, len(grown) - count,
+                                                              count)])
+
+    def find(self, words: Lexicon) -> np.ndarray:
+        """Each of `words`' id in this lexicon, -1 where it is not one of them."""
+        found = np.full(len(words), -1, dtype=np.int64)
+        if not len(words):
+            return found
+        query = WordTables.layout(words.joined, len(words))
+        for part in self.parts:
+            ids = part.lookup_whole(*query)
+            found = np.where(ids >= 0, ids, found)
+        return found
+
+    def match(self, texts: list[str]) -> LexiconMatches:
+        """All matches in `texts` concatenated (offsets into "".join(texts))."""
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        return self.match_points(code_points("".join(texts)).astype(np.int64), lengths)
+
+    def match_points(self, flat: np.ndarray, text_lengths: np.ndarray) -> LexiconMatches:
+        ends = np.repeat(np.cumsum(text_lengths), text_lengths)  # each position's text end
+        found = [part.match_points(flat, ends) for part in self.parts]
+        if not found:
+            empty = np.zeros(0, dtype=np.int64)
+            return LexiconMatches(empty, empty, empty)
+        if len(found) == 1:
+            return found[0]
+        return LexiconMatches(*(np.concatenate(arrays) for arrays in zip(
+            *((m.starts, m.lengths, m.word_ids) for m in found))))
+
+
+class WordTables:
+    """The hash tables of some words (joined by newlines), whose ids start at `offset`."""
+
+    def __init__(self, joined: str, count: int, offset: int):
+        self.offset = offset
+        self.points, self.word_lengths, self.word_starts = self.layout(joined, count)
+        if self.word_lengths.min() < 1:
             raise ValueError("a lexicon word is empty")
-        self.word_starts = np.arange(len(lexicon)) + np.cumsum(self.word_lengths) - \
-            self.word_lengths
-        self.max_length = int(self.word_lengths.max()) if len(lexicon) else 0
+        self.max_length = int(self.word_lengths.max())
         self.tables: list[HashTable | None] = [None]
         # `alive`: the words at least `length` long, in stored order, with their prefix
         # hashes, lengths and starts (compressed together: no scatter back into full arrays).
@@ -371,8 +481,8 @@ class LexiconMatcher:
         # neighbours, so one comparison with the previous key drops repeats without a sort;
         # in any other order the table merges the repeats left. No sort here: this build is
         # part of every served model's start-up, and a sort per word length doubled it.
-        alive = np.arange(len(lexicon))
-        prefixes = np.zeros(len(lexicon), dtype=np.uint64)
+        alive = np.arange(count)
+        prefixes = np.zeros(count, dtype=np.uint64)
         lengths, starts = self.word_lengths, self.word_starts
         for length in range(1, self.max_length + 1):
             if length > 1:
@@ -390,13 +500,43 @@ class LexiconMatcher:
                 raise ValueError("two lexicon words share a hash")  # never seen; be exact
             self.tables.append(HashTable(prefixes[heads], head_values))
 
-    def match(self, texts: list[str]) -> LexiconMatches:
-        """All matches in `texts` concatenated (offsets into "".join(texts))."""
-        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-        return self.match_points(code_points("".join(texts)).astype(np.int64), lengths)
+    @staticmethod
+    def layout(joined: str, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The words' code points as stored ("\\n" between words), lengths and starts."""
+        points = code_points(joined).astype(np.int64)
+        if not count:
+            return points, np.zeros(0, np.int64), np.zeros(0, np.int64)
+        breaks = np.flatnonzero(points == ord("\n"))
+        lengths = np.diff(breaks, prepend=-1, append=points.size) - 1
+        return points, lengths, np.arange(count) + np.cumsum(lengths) - lengths
 
-    def match_points(self, flat: np.ndarray, text_lengths: np.ndarray) -> LexiconMatches:
-        ends = np.repeat(np.cumsum(text_lengths), text_lengths)  # each position's text end
+    def _same(self, flat: np.ndarray, starts: np.ndarray, ids: np.ndarray,
+              length: int) -> np.ndarray:
+        """Exactness: compare the characters themselves, not only the hash."""
+        steps = np.arange(length)
+        return np.all(flat[starts[:, None] + steps] ==
+                      self.points[self.word_starts[ids][:, None] + steps], axis=1)
+
+    def lookup_whole(self, points: np.ndarray, lengths: np.ndarray,
+                     starts: np.ndarray) -> np.ndarray:
+        """Each of the given words' id (offset included), -1 where it is none of these."""
+        found = np.full(lengths.size, -1, dtype=np.int64)
+        hashes = np.zeros(lengths.size, dtype=np.uint64)
+        alive = np.arange(lengths.size)
+        for length in range(1, min(self.max_length, int(lengths.max())) + 1):
+            alive = alive[lengths[alive] >= length]
+            hashes_alive = _extend(hashes[alive], points[starts[alive] + length - 1])
+            hashes[alive] = hashes_alive
+            whole = alive[lengths[alive] == length]
+            if whole.size:
+                ids = self.tables[length].lookup(hashes[whole])
+                hit = ids >= 0
+                whole, ids = whole[hit], ids[hit]
+                same = self._same(points, starts[whole], ids, length)
+                found[whole[same]] = ids[same] + self.offset
+        return found
+
+    def match_points(self, flat: np.ndarray, ends: np.ndarray) -> LexiconMatches:
         alive = np.arange(flat.size, dtype=np.int64)
         hashes = np.zeros(flat.size, dtype=np.uint64)
         found_starts, found_lengths, found_ids = [], [], []
@@ -411,12 +551,9 @@ class LexiconMatcher:
             alive, hashes, values = alive[keep], hashes[keep], values[keep]
             is_word = values >= 0
             starts, ids = alive[is_word], values[is_word]
-            # Exactness: compare the characters themselves, not only the hash.
-            steps = np.arange(length)
-            same = np.all(flat[starts[:, None] + steps] ==
-                          self.points[self.word_starts[ids][:, None] + steps], axis=1)
+            same = self._same(flat, starts, ids, length)
             found_starts.append(starts[same])
-            found_ids.append(ids[same])
+            found_ids.append(ids[same] + self.offset)
             found_lengths.append(np.full(int(same.sum()), length, dtype=np.int64))
         if not found_starts:
             empty = np.zeros(0, dtype=np.int64)
