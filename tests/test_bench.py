@@ -86,3 +86,35 @@ def test_bench_compares_models_on_the_big_input_too(trained_run, exported, tmp_p
     assert interleaved["chars"] == paths["serve_tag_big"]["chars"]
     assert interleaved["rounds"] == 2 and len(interleaved["ratios"]["again"]) == 2
     assert "serve_tag_big_interleaved, main / again: median" in report
+
+
+def test_word_list_variants_time_the_list_read_again_and_read_first(monkeypatch, tmp_path):
+    """--synthetic-words times two variants: the list as read again (the cache of parsed lists
+    on) and as read the first time (that cache off for its runs only)."""
+    import argparse
+    import os
+
+    from pipeline.bench import command, paths
+    from serve import tag
+
+    monkeypatch.setattr(command, "synthetic_word_list", lambda *args: tmp_path / "w.txt")
+    args = argparse.Namespace(synthetic_words=7, variant=[], paths="serve_tag_variants", data="",
+                              rounds=2, big_chars=0)
+    plan = {}
+    command.add_variants(args, plan, [], tmp_path / "m.onnx", tmp_path / "t.txt",
+                         {"out": str(tmp_path)})
+    spec = {**plan["serve_tag_variants"], "out": str(tmp_path)}
+    assert spec["flags"] == {"words-7": ["--words", str(tmp_path / "w.txt")],
+                             "words-7-first-read": ["--words", str(tmp_path / "w.txt")]}
+    (tmp_path / "t.txt").write_text("上海\n", encoding="utf-8")
+    before = os.environ["NER_WORD_LIST_CACHE"]
+    calls = []
+    monkeypatch.setattr(tag, "main", lambda argv: calls.append(
+        ("--words" in argv, os.environ.get("NER_WORD_LIST_CACHE"))))
+    result = paths.interleaved_file_path(spec)
+    assert sorted(result["ratios"]) == ["words-7", "words-7-first-read"]
+    # warm-up, then 2 rounds, of 3 commands: the first-read runs alone see the cache off
+    assert len(calls) == 9
+    assert set(calls) == {(False, before), (True, "off"), (True, before)}
+    assert calls.count((True, "off")) == 3
+    assert os.environ["NER_WORD_LIST_CACHE"] == before

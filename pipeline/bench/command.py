@@ -37,6 +37,7 @@ import sys
 from pathlib import Path
 
 from data.files import DataError, check_output
+from data.lexicon.words import WORD_LIST_CACHE
 from pipeline.bench.paths import (LATENCY_RUNS, big_input, lexicon_width, load_texts,
                                   lstm_flops_per_char, matmul_peak_gflops, measure_command,
                                   measure_in_process, measure_two_processes,
@@ -73,7 +74,9 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--synthetic-words", type=int, metavar="N",
                         help="also time serve.tag with N added words (--words): stretches of "
                         "2-4 characters of the data's text that the model's lexicon lacks, "
-                        "typed at random, so they match often (row serve_tag_variants)")
+                        "typed at random, so they match often (row serve_tag_variants: "
+                        "words-N as read again, from the cache of parsed lists, and "
+                        "words-N-first-read with that cache off)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite bench.md and bench.png from an existing bench.json")
     return parser.parse_args(argv)
@@ -150,14 +153,19 @@ def add_variants(args, plan: dict, chosen: list, model: Path, text_file: Path,
     if args.synthetic_words:
         words_file = synthetic_word_list(model, args.data, args.synthetic_words,
                                          Path(common["out"]))
-        args.variant.append(f"words-{args.synthetic_words}=--words {words_file}")
+        name = f"words-{args.synthetic_words}"
+        # the list as read again (from the cache of parsed lists) and as read the first time
+        args.variant += [f"{name}=--words {words_file}",
+                         f"{name}-first-read=--words {words_file}"]
     if not args.variant:
         return
     variants = dict(item.partition("=")[::2] for item in args.variant)
     plan["serve_tag_variants"] = {
         "kind": "interleaved", "text_file": str(text_file), "rounds": max(args.rounds, 1),
         "models": {"main": str(model), **{name: str(model) for name in variants}},
-        "flags": {name: flags.split() for name, flags in variants.items()}}
+        "flags": {name: flags.split() for name, flags in variants.items()},
+        "env": {name: {WORD_LIST_CACHE: "off"} for name in variants
+                if name.endswith("-first-read")}}
     if not args.paths:
         chosen.append("serve_tag_variants")
     if args.big_chars:  # the same on the big input, where start-up weighs little
