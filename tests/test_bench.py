@@ -98,6 +98,7 @@ def test_word_list_variants_time_the_list_read_again_and_read_first(monkeypatch,
     from serve import tag
 
     monkeypatch.setattr(command, "synthetic_word_list", lambda *args: tmp_path / "w.txt")
+    monkeypatch.setattr(command, "synthetic_name_list", lambda *args: tmp_path / "n.txt")
     args = argparse.Namespace(synthetic_words=7, variant=[], paths="serve_tag_variants", data="",
                               rounds=2, big_chars=0)
     plan = {}
@@ -105,16 +106,28 @@ def test_word_list_variants_time_the_list_read_again_and_read_first(monkeypatch,
                          {"out": str(tmp_path)})
     spec = {**plan["serve_tag_variants"], "out": str(tmp_path)}
     assert spec["flags"] == {"words-7": ["--words", str(tmp_path / "w.txt")],
-                             "words-7-first-read": ["--words", str(tmp_path / "w.txt")]}
+                             "words-7-first-read": ["--words", str(tmp_path / "w.txt")],
+                             "names-7": ["--words", str(tmp_path / "n.txt")]}
     (tmp_path / "t.txt").write_text("上海\n", encoding="utf-8")
     before = os.environ["NER_WORD_LIST_CACHE"]
     calls = []
     monkeypatch.setattr(tag, "main", lambda argv: calls.append(
         ("--words" in argv, os.environ.get("NER_WORD_LIST_CACHE"))))
     result = paths.interleaved_file_path(spec)
-    assert sorted(result["ratios"]) == ["words-7", "words-7-first-read"]
-    # warm-up, then 2 rounds, of 3 commands: the first-read runs alone see the cache off
-    assert len(calls) == 9
+    assert sorted(result["ratios"]) == ["names-7", "words-7", "words-7-first-read"]
+    # warm-up, then 2 rounds, of 4 commands: the first-read runs alone see the cache off
+    assert len(calls) == 12
     assert set(calls) == {(False, before), (True, "off"), (True, before)}
     assert calls.count((True, "off")) == 3
     assert os.environ["NER_WORD_LIST_CACHE"] == before
+
+
+def test_made_up_names_are_distinct_typed_person_names(tmp_path):
+    from pipeline.bench.paths import GIVEN_CHARS, SURNAMES, synthetic_name_list
+
+    lines = synthetic_name_list(500, tmp_path).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(set(lines)) == 500
+    names = [line.split() for line in lines]
+    assert all(kind == "PER" and name[0] in SURNAMES and 2 <= len(name) <= 3 and
+               all(c in GIVEN_CHARS for c in name[1:]) for name, kind in names)
+    assert synthetic_name_list(500, tmp_path).read_text(encoding="utf-8") == "\n".join(lines) + "\n"

@@ -41,7 +41,7 @@ from data.lexicon.words import WORD_LIST_CACHE
 from pipeline.bench.paths import (LATENCY_RUNS, big_input, lexicon_width, load_texts,
                                   lstm_flops_per_char, matmul_peak_gflops, measure_command,
                                   measure_in_process, measure_two_processes,
-                                  synthetic_word_list, text_chars)
+                                  synthetic_name_list, synthetic_word_list, text_chars)
 from pipeline.bench.report import machine_name, write_pareto, write_report
 
 
@@ -72,11 +72,12 @@ def parse_args(argv) -> argparse.Namespace:
                         "with the plain command (row serve_tag_variants), e.g. "
                         "no-scores=--no-scores or words='--words FILE'")
     parser.add_argument("--synthetic-words", type=int, metavar="N",
-                        help="also time serve.tag with N added words (--words): stretches of "
-                        "2-4 characters of the data's text that the model's lexicon lacks, "
-                        "typed at random, so they match often (row serve_tag_variants: "
-                        "words-N as read again, from the cache of parsed lists, and "
-                        "words-N-first-read with that cache off)")
+                        help="also time serve.tag with N added words (--words, row "
+                        "serve_tag_variants): words-N, stretches of 2-4 characters of the "
+                        "data's text that the model's lexicon lacks, typed at random, so "
+                        "they match often (a worst case), as read again from the cache of "
+                        "parsed lists and as read the first time (words-N-first-read); "
+                        "names-N, made-up person names")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite bench.md and bench.png from an existing bench.json")
     return parser.parse_args(argv)
@@ -151,12 +152,13 @@ def add_variants(args, plan: dict, chosen: list, model: Path, text_file: Path,
                  common: dict) -> None:
     """serve.tag with each --variant's flags (and --synthetic-words) against the plain one."""
     if args.synthetic_words:
-        words_file = synthetic_word_list(model, args.data, args.synthetic_words,
-                                         Path(common["out"]))
-        name = f"words-{args.synthetic_words}"
-        # the list as read again (from the cache of parsed lists) and as read the first time
-        args.variant += [f"{name}=--words {words_file}",
-                         f"{name}-first-read=--words {words_file}"]
+        count = args.synthetic_words
+        words_file = synthetic_word_list(model, args.data, count, Path(common["out"]))
+        names_file = synthetic_name_list(count, Path(common["out"]))
+        # the lists as read again (from the cache of parsed lists), and as read the first time
+        args.variant += [f"words-{count}=--words {words_file}",
+                         f"words-{count}-first-read=--words {words_file}",
+                         f"names-{count}=--words {names_file}"]
     if not args.variant:
         return
     variants = dict(item.partition("=")[::2] for item in args.variant)

@@ -299,6 +299,28 @@ def synthetic_word_list(model: Path, data: Path, count: int, out: Path) -> Path:
     return path
 
 
+# common surnames and given-name characters: made-up names that read like real ones
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+GIVEN_CHARS = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂华建国文辉志红玉晓海燕宇鹏飞俊峰波林东新春梅丹云玲雪琳颖慧凤倩婷斌浩宁凯健亮博帅鑫欣怡佳然瑞泽子涵梓轩雨萱思晨"
+
+
+def synthetic_name_list(count: int, out: Path) -> Path:
+    """`count` distinct made-up person names for --words (a common surname and one or two
+    given-name characters, typed PER; seed 0): a list shaped like a real one, whose words
+    mostly do not occur in the text."""
+    rng = np.random.default_rng(0)
+    names: dict[str, None] = {}
+    while len(names) < count:
+        surnames = rng.integers(0, len(SURNAMES), count)
+        given = rng.integers(0, len(GIVEN_CHARS), (count, 2))
+        sizes = rng.integers(1, 3, count)
+        for surname, chars, size in zip(surnames.tolist(), given.tolist(), sizes.tolist()):
+            names.setdefault(SURNAMES[surname] + "".join(GIVEN_CHARS[c] for c in chars[:size]))
+    path = out / f"names-{count}.txt"
+    path.write_text("".join(f"{name} PER\n" for name in list(names)[:count]), encoding="utf-8")
+    return path
+
+
 def big_input(texts: list[str], out: Path, chars: int) -> Path:
     """The data's text repeated to at least `chars` characters, one text a line."""
     path = out / f"big-{chars}.txt"
