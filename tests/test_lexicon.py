@@ -180,6 +180,41 @@ def test_word_list_forms(tmp_path):
     np.testing.assert_array_equal(again.type_ids, lexicon.type_ids)
 
 
+@pytest.mark.parametrize("content, alike", [
+    ("# c\n上海 3 LOC\n北京 2.5 LOC\n\n上海 9 ORG\n张三 1e3 PER\n", True),  # three fields
+    ("上海 LOC\n北京 ORG\n上海 PER\n", True),  # word and type
+    ("上海 4\n北京 0.5\n", True),  # word and frequency
+    ("上海\n北京\n上海\n", True),  # words alone
+    ("上海 LOC\n北京 5\n广州 3 LOC\n深圳\n", False),  # every form mixed
+    ("上海 LOC\n北京 nan\n", False),  # a number among types: the line is named
+    ("上海 1 LOC\n北京 2 DRUG\n", False),  # a refused type: the line is named
+])
+def test_lines_of_one_form_read_as_line_by_line(tmp_path, monkeypatch, content, alike):
+    """The list-speed path for files whose lines share one form gives what reading line by
+    line gives, errors included."""
+    import data.lexicon.words as lexicon_module
+
+    monkeypatch.setenv("NER_WORD_LIST_CACHE", "off")
+    path = tmp_path / "words.txt"
+    path.write_text(content, encoding="utf-8")
+
+    def read():
+        try:
+            lexicon = read_word_list(path, ["LOC", "ORG", "PER"], "classes")
+        except DataError as error:
+            return str(error)
+        return (lexicon.words, lexicon.frequencies.tolist(), lexicon.type_ids.tolist(),
+                lexicon.type_names)
+
+    line_by_line = lexicon_module._parse_rows
+    if alike:  # read at list speed: never line by line
+        monkeypatch.setattr(lexicon_module, "_parse_rows", None)
+    fast = read()
+    monkeypatch.setattr(lexicon_module, "_parse_rows", line_by_line)
+    monkeypatch.setattr(lexicon_module, "_parse_alike_rows", lambda rows, accepted: None)
+    assert fast == read()
+
+
 def test_frequencies_survive_json_exactly_whether_or_not_float32_holds_them():
     for frequencies in ([1.0, 7.0, 3e6], [0.1, 2.5, 1e-3]):  # float32-exact, then not
         lexicon = Lexicon(["甲", "乙", "丙"], np.array(frequencies), np.zeros(3, np.int8),

