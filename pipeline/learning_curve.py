@@ -7,7 +7,9 @@ the pool, its labels hidden from the selector. Each round trains a run on what i
 `pipeline.select --strategy uncertainty` with that run, or at random (one curve per --seeds
 value). A chosen text gets its gold tags from the pool, as an annotator would give them.
 Dev and test F1 of every run go to DIR/curve.json and curve.md; curve.png plots dev F1 over
-labelled characters (annotation costs by the character, and uncertainty favours long texts).
+labelled characters (annotation costs by the character, not by the text); summary.json and
+curve.md's last line: random labelling's last dev F1 (mean over seeds) and the characters
+uncertainty labelling needed to reach it (linear between its rounds).
 Finished runs are kept: a rerun continues where it stopped.
 """
 from __future__ import annotations
@@ -86,11 +88,53 @@ def curve(name: str, strategy: str, seed: int, start: list, pool: list, args) ->
     return points
 
 
+def characters_to_reach(curve_points: list[dict], dev_f1: float) -> float | None:
+    """Labelled characters at which a curve first reaches dev_f1, linear between its points;
+    None if it never does."""
+    previous = None
+    for point in curve_points:
+        if point["dev_f1"] >= dev_f1:
+            if previous is None:
+                return float(point["chars"])
+            share = (dev_f1 - previous["dev_f1"]) / (point["dev_f1"] - previous["dev_f1"])
+            return previous["chars"] + share * (point["chars"] - previous["chars"])
+        previous = point
+    return None
+
+
+def summary(points: list[dict]) -> dict:
+    """Random labelling's last dev F1 (mean over seeds) and its characters, and the characters
+    uncertainty labelling needed to reach that F1."""
+    last_round = max(p["round"] for p in points)
+    randoms = [p for p in points if p["curve"].startswith("random") and p["round"] == last_round]
+    target = float(np.mean([p["dev_f1"] for p in randoms]))
+    random_chars = float(np.mean([p["chars"] for p in randoms]))
+    needed = characters_to_reach([p for p in points if p["curve"] == "uncertainty"], target)
+    return {"random_dev_f1": target, "random_chars": random_chars,
+            "random_dev_f1_spread": float(np.ptp([p["dev_f1"] for p in randoms])),
+            "uncertainty_chars": needed,
+            "share": None if needed is None else needed / random_chars}
+
+
+def summary_line(result: dict) -> str:
+    reached = "never reaches it" if result["uncertainty_chars"] is None else (
+        f"reaches it with {result['uncertainty_chars']:,.0f} characters, "
+        f"{result['share']:.0%} of random's")
+    return (f"Random labelling's last round: dev F1 {result['random_dev_f1']:.4f} (mean over "
+            f"seeds, spread {result['random_dev_f1_spread']:.4f}) with "
+            f"{result['random_chars']:,.0f} labelled characters; uncertainty labelling "
+            f"{reached}.")
+
+
 def write_report(out: Path, points: list[dict]) -> None:
     rows = ["| curve | round | sentences | characters | dev F1 | test F1 |",
             "|---|---|---|---|---|---|"]
     rows += [f"| {p['curve']} | {p['round']} | {p['sentences']:,} | {p['chars']:,} | "
              f"{p['dev_f1']:.4f} | {p['test_f1']:.4f} |" for p in points]
+    result = summary(points) if any(p["curve"].startswith("random") for p in points) else None
+    if result is not None:
+        rows += ["", summary_line(result)]
+        write_text_atomic(out / "summary.json", json.dumps(result, indent=2) + "\n")
     (out / "curve.md").write_text("\n".join(rows) + "\n", encoding="utf-8")
     import matplotlib
     matplotlib.use("Agg")

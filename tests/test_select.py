@@ -148,3 +148,26 @@ def test_word_list_measurement_forces_every_given_name(exported, tmp_path):
     from data.metrics import corpus_entities
     train = corpus_entities(read_corpus(FIXTURES / "train.txt").sentences)
     assert not gold_a & train and gold_a <= corpus_entities(sentences)
+
+
+def test_learning_curve_summary_interpolates_where_uncertainty_reaches_random():
+    from pipeline.learning_curve import characters_to_reach, summary, summary_line
+
+    def point(curve, round_index, chars, dev_f1):
+        return {"curve": curve, "round": round_index, "chars": chars, "dev_f1": dev_f1}
+
+    points = [point("uncertainty", 0, 100, 0.5), point("uncertainty", 1, 200, 0.7),
+              point("uncertainty", 2, 300, 0.8),
+              point("random-1", 0, 100, 0.5), point("random-1", 1, 250, 0.7),
+              point("random-1", 2, 500, 0.74),
+              point("random-2", 0, 100, 0.5), point("random-2", 1, 250, 0.66),
+              point("random-2", 2, 520, 0.76)]
+    result = summary(points)
+    assert result["random_dev_f1"] == pytest.approx(0.75)
+    assert result["random_chars"] == 510
+    assert result["random_dev_f1_spread"] == pytest.approx(0.02)
+    assert result["uncertainty_chars"] == pytest.approx(250)  # halfway from 0.7 to 0.8
+    assert result["share"] == pytest.approx(250 / 510)
+    assert summary_line(result).endswith("reaches it with 250 characters, 49% of random's.")
+    assert characters_to_reach(points[:3], 0.9) is None
+    assert characters_to_reach(points[:3], 0.4) == 100
