@@ -14,7 +14,8 @@ import numpy as np
 
 from data.encoding.inputs import InputEncoder
 from data.files import DataError
-from data.lexicon.words import LexiconMatcher, add_words, read_word_list
+from data.lexicon.matcher import LexiconMatcher, add_words
+from data.lexicon.words import read_word_list
 from data.corpus.tags import TagCodes
 from data.encoding.vocab import code_points
 

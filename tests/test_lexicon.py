@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from data.corpus.formats import DataError, read_corpus
-from data.lexicon.words import (JIEBA_CLASS_NAMES, MAX_TYPE_CLASSES, Lexicon, LexiconMatcher,
-                                add_words, load_lexicon, merge_lexicons, read_word_list)
+from data.lexicon.matcher import LexiconMatcher, add_words
+from data.lexicon.words import (JIEBA_CLASS_NAMES, MAX_TYPE_CLASSES, Lexicon, load_lexicon,
+                                merge_lexicons, read_word_list)
 from data.lexicon.features import LENGTH_BUCKETS, SETS, LexiconFeatures, build_word_vocab
 from tests.conftest import FIXTURES, ROOT, run_module
 
@@ -487,7 +488,7 @@ def test_no_lexicon_trains_exports_and_serves(tmp_path):
 def test_matcher_refuses_two_words_sharing_a_hash(monkeypatch, words):
     """With a deliberately weak hash (a sum: `ab` = `ba`), the build must refuse rather than
     lose a word, whether the colliding words are neighbours or not, in any stored order."""
-    import data.lexicon.words as lexicon_module
+    import data.lexicon.matcher as lexicon_module
 
     monkeypatch.setattr(lexicon_module, "_extend",
                         lambda hashes, points: hashes + points.astype(np.uint64))

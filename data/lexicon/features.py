@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from data.lexicon.words import Lexicon, LexiconMatcher, LexiconMatches
+from data.lexicon.matcher import LexiconMatcher, LexiconMatches
+from data.lexicon.words import Lexicon
 from data.encoding.vocab import CharVocab, code_points
 
 KINDS = ("none", "flags", "words", "both")
