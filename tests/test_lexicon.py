@@ -216,6 +216,18 @@ def test_lines_of_one_form_read_as_line_by_line(tmp_path, monkeypatch, content, 
     assert fast == read()
 
 
+def test_a_word_ending_in_nul_keeps_its_place_and_first_line(tmp_path, monkeypatch):
+    """numpy's strings drop a trailing NUL, so such a list takes the dict's way: the same
+    order and first lines as any other."""
+    monkeypatch.setenv("NER_WORD_LIST_CACHE", "off")
+    path = tmp_path / "words.txt"
+    path.write_text("上海\0 3 LOC\n上海 2 ORG\n上海\0 9 PER\n北京 1 LOC\n", encoding="utf-8")
+    lexicon = read_word_list(path)
+    assert lexicon.words == ["上海", "上海\0", "北京"]
+    assert lexicon.frequencies.tolist() == [2, 3, 1]
+    assert [lexicon.type_names[i] for i in lexicon.type_ids] == ["ORG", "LOC", "LOC"]
+
+
 def test_frequencies_survive_json_exactly_whether_or_not_float32_holds_them():
     for frequencies in ([1.0, 7.0, 3e6], [0.1, 2.5, 1e-3]):  # float32-exact, then not
         lexicon = Lexicon(["甲", "乙", "丙"], np.array(frequencies), np.zeros(3, np.int8),

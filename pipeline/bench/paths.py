@@ -207,7 +207,10 @@ def interleaved_file_path(spec: dict) -> dict:
                   *flags.get(name, [])])
         seconds = time.perf_counter() - started
         for key, value in saved.items():
-            os.environ.pop(key) if value is None else os.environ.update({key: value})
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
         return seconds
 
     for name in models:
