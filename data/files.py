@@ -50,7 +50,12 @@ FILE_UTF8_HINT = "the file must be UTF-8"
 
 def decode_file(path: str | Path, errors: str = "strict", strip_bom: bool = True) -> str:
     """A whole file as UTF-8 text (decoded at once: fast), naming the line of a bad byte."""
-    raw = Path(path).read_bytes()
+    return decode_bytes(Path(path).read_bytes(), path, errors, strip_bom)
+
+
+def decode_bytes(raw: bytes, path: str | Path, errors: str = "strict",
+                 strip_bom: bool = True) -> str:
+    """decode_file of bytes already read from `path`."""
     if strip_bom and raw.startswith(_BOM):
         raw = raw[3:]
     try:

@@ -36,12 +36,14 @@ class Corpus:
     trimmed: int = 0  # spans trimmed of surrounding whitespace (dropped if all whitespace)
 
 
-
-
 def read_lines(path: str | Path, errors: str = "strict") -> list[str]:
     """Decode a whole file as UTF-8 (BOM allowed), naming the line of the first bad byte."""
-    text = decode_file(path, errors)
-    # splitlines() would also split on U+2028 and friends, which may be characters to tag.
+    return split_lines(decode_file(path, errors))
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines at "\n" with any "\r" before it dropped; splitlines() would also split on U+2028
+    and friends, which may be characters to tag."""
     return [line.rstrip("\r") for line in text.split("\n")]
 
 

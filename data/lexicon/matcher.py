@@ -117,7 +117,7 @@ class WordTables:
     @staticmethod
     def layout(joined: str, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The words' code points as stored ("\\n" between words), lengths and starts."""
-        points = code_points(joined).astype(np.int64)
+        points = code_points(joined)
         if not count:
             return points, np.zeros(0, np.int64), np.zeros(0, np.int64)
         breaks = np.flatnonzero(points == ord("\n"))

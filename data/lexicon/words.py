@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.corpus.formats import DataError, read_lines
+from data.corpus.formats import DataError, split_lines
+from data.files import decode_bytes
 
 JIEBA_SDIST = "jieba-0.42.1.tar.gz"
 JIEBA_SDIST_SHA256 = "055ca12f62674fafed09427f176506079bc135638a14e23e25be909131928db2"
@@ -125,14 +126,15 @@ def read_word_list(path: str | Path, allowed_types: Sequence[str] | None = None,
     if cached is not None and _types_accepted(cached, allowed_types, type_required):
         cached.source = Path(path).name
         return cached
-    lexicon = _parse_word_list(path, allowed_types, what, type_required)
+    lines = split_lines(decode_bytes(raw, path))
+    lexicon = _parse_word_list(path, lines, allowed_types, what, type_required)
     _cache_word_list(raw, lexicon)
     return lexicon
 
 
-def _parse_word_list(path, allowed_types, what, type_required) -> Lexicon:
+def _parse_word_list(path, lines, allowed_types, what, type_required) -> Lexicon:
     with _collection_paused():  # 100,000 lists of fields kept: the collector would scan them
-        return _parse_lines(path, allowed_types, what, type_required)
+        return _parse_lines(path, lines, allowed_types, what, type_required)
 
 
 @contextmanager
@@ -146,10 +148,10 @@ def _collection_paused():
             gc.enable()
 
 
-def _parse_lines(path, allowed_types, what, type_required) -> Lexicon:
+def _parse_lines(path, lines, allowed_types, what, type_required) -> Lexicon:
     accepted = None if allowed_types is None else \
         set(allowed_types) | ({UNTYPED} if not type_required else set())
-    rows = [(number, fields) for number, fields in enumerate(map(str.split, read_lines(path)), 1)
+    rows = [(number, fields) for number, fields in enumerate(map(str.split, lines), 1)
             if fields and not fields[0].startswith("#")]
     parsed = _parse_alike_rows(rows, accepted)
     if parsed is None:  # lines of several forms, or a bad one: line by line, naming it

@@ -303,8 +303,10 @@ def synthetic_word_list(model: Path, data: Path, count: int, out: Path) -> Path:
 
 
 # common surnames and given-name characters: made-up names that read like real ones
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
-GIVEN_CHARS = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂华建国文辉志红玉晓海燕宇鹏飞俊峰波林东新春梅丹云玲雪琳颖慧凤倩婷斌浩宁凯健亮博帅鑫欣怡佳然瑞泽子涵梓轩雨萱思晨"
+SURNAMES = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
+            "姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤")
+GIVEN_CHARS = ("伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂华建国文辉志红玉晓海燕宇鹏飞俊峰"
+               "波林东新春梅丹云玲雪琳颖慧凤倩婷斌浩宁凯健亮博帅鑫欣怡佳然瑞泽子涵梓轩雨萱思晨")
 
 
 def synthetic_name_list(count: int, out: Path) -> Path:
