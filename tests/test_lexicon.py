@@ -509,6 +509,63 @@ def test_matcher_refuses_two_words_sharing_a_hash(monkeypatch, words):
         LexiconMatcher(lexicon)
 
 
+def test_windows_of_two_characters_never_share_a_hash():
+    """The matcher compares characters only for windows longer than INJECTIVE_LENGTHS: two
+    windows of one or two code points hash alike only if (a - a') * base = b' - b (mod 2^64)
+    for some |a - a'|, |b - b'| <= 0x10FFFF, which no difference within that range gives."""
+    from data.lexicon.matcher import _HASH_BASE, INJECTIVE_LENGTHS
+
+    assert INJECTIVE_LENGTHS == 2
+    differences = np.arange(1, 0x110000, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        residues = (differences * _HASH_BASE).view(np.int64)
+    assert np.abs(residues).min() > 0x10FFFF
+
+
+def test_longer_windows_are_compared_character_by_character(monkeypatch):
+    """With a weak hash (a sum), `cba` hashes as `abc` does: the comparison must drop it."""
+    import data.lexicon.matcher as lexicon_module
+
+    monkeypatch.setattr(lexicon_module, "_extend",
+                        lambda hashes, points: hashes + points.astype(np.uint64) + np.uint64(1))
+    lexicon = Lexicon(["abc", "xyzw"], np.ones(2), np.zeros(2, np.int8), ["OTHER"], "t")
+    assert matcher_matches(LexiconMatcher(lexicon), ["cba abc wzyx xyzw"]) == \
+        {(0, 4, 3, 0), (0, 13, 4, 1)}
+
+
+def test_a_grown_lexicon_is_read_back_from_the_cache(tmp_path, monkeypatch):
+    """The second load of the same list onto the same base takes the found ids and the new
+    words' tables from the cache (finding and building would fail) and matches the same; a
+    damaged cache file is built anew; another base is another entry."""
+    import data.lexicon.matcher as lexicon_module
+
+    monkeypatch.setenv("NER_WORD_LIST_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(7)
+    alphabet = "abcd华东师范🙂"
+    base = random_lexicon(rng, alphabet, 120)
+    added = random_lexicon(rng, alphabet, 60)
+    texts = random_texts(rng, alphabet, 40)
+    first = add_words(LexiconMatcher(base), added)
+    stored = list((tmp_path / "cache").glob("*.npz"))
+    assert len(stored) == 1
+    base_matcher = LexiconMatcher(base)  # built before the patch: its own tables
+    with monkeypatch.context() as patched:
+        patched.setattr(LexiconMatcher, "find", None)
+        patched.setattr(lexicon_module.WordTables, "__init__", None)
+        again = add_words(base_matcher, added)
+    assert again.lexicon.words == first.lexicon.words
+    np.testing.assert_array_equal(again.lexicon.type_ids, first.lexicon.type_ids)
+    np.testing.assert_array_equal(again.lexicon.frequencies, first.lexicon.frequencies)
+    expected = brute_force_matches(texts, first.lexicon.words)
+    assert matcher_matches(again, texts) == matcher_matches(first, texts) == expected
+    stored[0].write_bytes(b"PK damaged")
+    assert matcher_matches(add_words(LexiconMatcher(base), added), texts) == expected
+    assert np.load(stored[0])["where"].size == len(added)  # rewritten whole
+    other_base = random_lexicon(rng, alphabet, 50)
+    add_words(LexiconMatcher(other_base), added)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+
 # -- char priors ------------------------------------------------------------------------------
 def brute_force_char_priors(lexicon):
     """{char: row} by walking every character of every word."""

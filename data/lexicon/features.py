@@ -146,13 +146,14 @@ class LexiconFeatures:
 
     def _flags(self, size, positions, sets, word_ids, lengths) -> np.ndarray:
         width = self._flags_per_set
-        flags = np.zeros((size, len(SETS), width), dtype=np.uint8)
-        flags[positions, sets, self.lexicon.type_ids[word_ids]] = 1
-        buckets = np.clip(lengths, 2, 5) - 2
-        flags[positions, sets, self.num_classes + buckets] = 1
+        flags = np.zeros(size * len(SETS) * width, dtype=np.uint8)
+        # one flat index per flag: a 1-d scatter is faster than indexing three axes
+        row_starts = (positions * len(SETS) + sets) * width
+        flags[row_starts + self.lexicon.type_ids[word_ids]] = 1
+        flags[row_starts + (self.num_classes - 2 + np.clip(lengths, 2, 5))] = 1
         if self.frequency_classes:
-            classes = self.word_frequency_class[word_ids]
-            flags[positions, sets, self.num_classes + LENGTH_BUCKETS + classes] = 1
+            flags[row_starts + (self.num_classes + LENGTH_BUCKETS +
+                                self.word_frequency_class[word_ids])] = 1
         return flags.reshape(size, len(SETS) * width)
 
     def _top_words(self, size, positions, sets, word_ids):

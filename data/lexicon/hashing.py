@@ -48,6 +48,19 @@ class HashTable:
             lost = self.slots[contended] != contenders
             pending = np.concatenate([pending[moving], contenders[lost]])
 
+    @classmethod
+    def from_arrays(cls, keys: np.ndarray, values: np.ndarray,
+                    slots: np.ndarray) -> "HashTable":
+        """A table stored before (its keys, values and slots, sentinels included)."""
+        if slots.size & (slots.size - 1) or keys.shape != values.shape or not keys.size:
+            raise ValueError("not a stored hash table")
+        table = cls.__new__(cls)
+        bits = slots.size.bit_length() - 1
+        table.mask, table.shift = slots.size - 1, np.uint64(64 - bits)
+        table.empty = keys.size - 1
+        table.keys, table.values, table.slots = keys, values, slots
+        return table
+
     def _merge(self, holders: np.ndarray, incoming: np.ndarray) -> None:
         """Repeats of a key already in the table: the largest value (a word over -1) wins."""
         is_word = self.values[incoming] >= 0

@@ -9,7 +9,8 @@ import numpy as np
 
 from data.encoding.vocab import code_points
 from data.lexicon.hashing import HashTable
-from data.lexicon.words import SOURCE_SEPARATOR, UNTYPED, Lexicon, check_type_count
+from data.lexicon.words import SOURCE_SEPARATOR, UNTYPED, Lexicon, check_type_count, \
+    word_list_cache_folder
 
 @dataclass
 class LexiconMatches:
@@ -20,6 +21,10 @@ class LexiconMatches:
 
 
 _HASH_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier; overflow wraps (mod 2^64)
+# Windows this short have a distinct hash for every string of code points (for two, since
+# d * _HASH_BASE mod 2^64 is never within 0x10FFFF of 0 for 0 < d <= 0x10FFFF; tested), so
+# a table hit needs no comparison of the characters.
+INJECTIVE_LENGTHS = 2
 
 
 class LexiconMatcher:
@@ -33,23 +38,26 @@ class LexiconMatcher:
     between words, so the result is exact (tested against enumerating every substring).
     Hash tables, not sorted arrays and binary search, which spent most of the time searching.
     A lexicon grown at load time (add_words) keeps the tables built for its first words and
-    builds tables for the new ones only (`extended`): each word is in one set of tables.
+    adds tables for the new ones only: each word is in one set of tables (a part).
     """
 
     def __init__(self, lexicon: Lexicon, parts: list["WordTables"] | None = None):
         self.lexicon = lexicon
         self.parts = parts if parts is not None else \
             [WordTables(lexicon.joined, len(lexicon), 0)] if len(lexicon) else []
+        self._fingerprint: bytes | None = None
 
-    def extended(self, grown: Lexicon) -> LexiconMatcher:
-        """The matcher of `grown`, whose words are this lexicon's followed by new ones (as
-        add_words builds it): only the new words' tables are built."""
-        count = len(self.lexicon)
-        if len(grown) == count:
-            return LexiconMatcher(grown, self.parts)
-        new_words = grown.joined[len(self.lexicon.joined) + 1:] if count else grown.joined
-        return LexiconMatcher(grown, self.parts + [WordTables(new_words, len(grown) - count,
-                                                              count)])
+    @property
+    def fingerprint(self) -> bytes:
+        """A digest of the words in stored order (what the tables and ids depend on)."""
+        if self._fingerprint is None:
+            import hashlib
+
+            digest = hashlib.sha256()
+            for part in self.parts:
+                digest.update(part.points.tobytes())
+            self._fingerprint = digest.digest()
+        return self._fingerprint
 
     def find(self, words: Lexicon) -> np.ndarray:
         """Each of `words`' id in this lexicon, -1 where it is not one of them."""
@@ -68,15 +76,37 @@ class LexiconMatcher:
         return self.match_points(code_points("".join(texts)).astype(np.int64), lengths)
 
     def match_points(self, flat: np.ndarray, text_lengths: np.ndarray) -> LexiconMatches:
-        ends = np.repeat(np.cumsum(text_lengths), text_lengths)  # each position's text end
-        found = [part.match_points(flat, ends) for part in self.parts]
-        if not found:
+        """One pass over the word lengths for every part: a window's hash is extended once
+        and looked up in each part's table of that length (a second part, a user's list,
+        costs its lookups, not a second pass)."""
+        alive = np.arange(flat.size, dtype=np.int64)
+        room = np.repeat(np.cumsum(text_lengths), text_lengths) - alive  # chars to text end
+        hashes = np.zeros(flat.size, dtype=np.uint64)
+        found_starts, found_lengths, found_ids = [], [], []
+        for length in range(1, max((part.max_length for part in self.parts), default=0) + 1):
+            fits = room >= length
+            alive, hashes, room = alive[fits], hashes[fits], room[fits]
+            if alive.size == 0:
+                break
+            hashes = _extend(hashes, flat[alive + length - 1])
+            keep = np.zeros(alive.size, dtype=bool)
+            for part in self.parts:
+                if length > part.max_length:
+                    continue
+                values = part.tables[length].lookup(hashes)
+                keep |= values != HashTable.ABSENT
+                is_word = np.flatnonzero(values >= 0)
+                starts, ids = alive[is_word], values[is_word]
+                same = part.same(flat, starts, ids, length)
+                found_starts.append(starts[same])
+                found_ids.append(ids[same] + part.offset)
+                found_lengths.append(np.full(int(same.sum()), length, dtype=np.int64))
+            alive, hashes, room = alive[keep], hashes[keep], room[keep]
+        if not found_starts:
             empty = np.zeros(0, dtype=np.int64)
             return LexiconMatches(empty, empty, empty)
-        if len(found) == 1:
-            return found[0]
-        return LexiconMatches(*(np.concatenate(arrays) for arrays in zip(
-            *((m.starts, m.lengths, m.word_ids) for m in found))))
+        return LexiconMatches(np.concatenate(found_starts), np.concatenate(found_lengths),
+                              np.concatenate(found_ids))
 
 
 class WordTables:
@@ -114,6 +144,32 @@ class WordTables:
                 raise ValueError("two lexicon words share a hash")  # never seen; be exact
             self.tables.append(HashTable(prefixes[heads], head_values))
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything the tables hold, as named arrays (from_arrays reads them back)."""
+        arrays = {"points": self.points, "word_lengths": self.word_lengths,
+                  "word_starts": self.word_starts, "offset": np.array(self.offset)}
+        for length, table in enumerate(self.tables[1:], 1):
+            arrays.update({f"keys{length}": table.keys, f"values{length}": table.values,
+                           f"slots{length}": table.slots})
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "WordTables":
+        tables = cls.__new__(cls)
+        tables.offset = int(arrays["offset"])
+        tables.points, tables.word_lengths, tables.word_starts = (
+            arrays[name] for name in ("points", "word_lengths", "word_starts"))
+        tables.max_length = int(tables.word_lengths.max())
+        tables.tables = [None] + [
+            HashTable.from_arrays(arrays[f"keys{length}"], arrays[f"values{length}"],
+                                  arrays[f"slots{length}"])
+            for length in range(1, tables.max_length + 1)]
+        return tables
+
+    def joined(self) -> str:
+        """The words joined by newlines, as given."""
+        return self.points.tobytes().decode("utf-32-le", "surrogatepass")
+
     @staticmethod
     def layout(joined: str, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The words' code points as stored ("\\n" between words), lengths and starts."""
@@ -124,9 +180,11 @@ class WordTables:
         lengths = np.diff(breaks, prepend=-1, append=points.size) - 1
         return points, lengths, np.arange(count) + np.cumsum(lengths) - lengths
 
-    def _same(self, flat: np.ndarray, starts: np.ndarray, ids: np.ndarray,
+    def same(self, flat: np.ndarray, starts: np.ndarray, ids: np.ndarray,
               length: int) -> np.ndarray:
         """Exactness: compare the characters themselves, not only the hash."""
+        if length <= INJECTIVE_LENGTHS:
+            return np.ones(starts.size, dtype=bool)
         steps = np.arange(length)
         return np.all(flat[starts[:, None] + steps] ==
                       self.points[self.word_starts[ids][:, None] + steps], axis=1)
@@ -146,34 +204,9 @@ class WordTables:
                 ids = self.tables[length].lookup(hashes[whole])
                 hit = ids >= 0
                 whole, ids = whole[hit], ids[hit]
-                same = self._same(points, starts[whole], ids, length)
+                same = self.same(points, starts[whole], ids, length)
                 found[whole[same]] = ids[same] + self.offset
         return found
-
-    def match_points(self, flat: np.ndarray, ends: np.ndarray) -> LexiconMatches:
-        alive = np.arange(flat.size, dtype=np.int64)
-        hashes = np.zeros(flat.size, dtype=np.uint64)
-        found_starts, found_lengths, found_ids = [], [], []
-        for length in range(1, self.max_length + 1):
-            fits = ends[alive] - alive >= length
-            alive, hashes = alive[fits], hashes[fits]
-            if alive.size == 0:
-                break
-            hashes = _extend(hashes, flat[alive + length - 1])
-            values = self.tables[length].lookup(hashes)
-            keep = values != HashTable.ABSENT
-            alive, hashes, values = alive[keep], hashes[keep], values[keep]
-            is_word = values >= 0
-            starts, ids = alive[is_word], values[is_word]
-            same = self._same(flat, starts, ids, length)
-            found_starts.append(starts[same])
-            found_ids.append(ids[same] + self.offset)
-            found_lengths.append(np.full(int(same.sum()), length, dtype=np.int64))
-        if not found_starts:
-            empty = np.zeros(0, dtype=np.int64)
-            return LexiconMatches(empty, empty, empty)
-        return LexiconMatches(np.concatenate(found_starts), np.concatenate(found_lengths),
-                              np.concatenate(found_ids))
 
 
 def _first_of_runs(sorted_values: np.ndarray) -> np.ndarray:
@@ -198,7 +231,7 @@ def add_words(base_matcher: LexiconMatcher, added: Lexicon) -> LexiconMatcher:
                                     if name not in base.type_names]
     check_type_count(type_names, f"{base.source}{SOURCE_SEPARATOR}{added.source}")
     retype = np.array([type_names.index(name) for name in added.type_names], dtype=np.int8)
-    where = base_matcher.find(added)
+    where, new_part = _found_and_new(base_matcher, added)
     known, new = where >= 0, where < 0
     frequencies = base.frequencies.copy()
     type_ids = base.type_ids.copy()
@@ -208,10 +241,78 @@ def add_words(base_matcher: LexiconMatcher, added: Lexicon) -> LexiconMatcher:
     typed = known & (added.type_names.index(UNTYPED) != added.type_ids
                      if UNTYPED in added.type_names else known)
     type_ids[where[typed]] = added_types[typed]
-    new_words = [word for word, is_new in zip(added.words, new.tolist()) if is_new]
-    words = base.joined + ("\n" + "\n".join(new_words) if new_words else "") \
-        if len(base) else "\n".join(new_words)
+    parts = list(base_matcher.parts)
+    words = base.joined
+    if new_part is not None:
+        parts.append(new_part)
+        words = f"{words}\n{new_part.joined()}" if len(base) else new_part.joined()
     merged = Lexicon(words, np.concatenate([frequencies, added.frequencies[new]]),
                      np.concatenate([type_ids, added_types[new]]), type_names,
                      f"{base.source}{SOURCE_SEPARATOR}{added.source}")
-    return base_matcher.extended(merged)
+    return LexiconMatcher(merged, parts)
+
+
+_GROWN_FORMAT = "g1"
+
+
+def _found_and_new(base_matcher: LexiconMatcher, added: Lexicon) \
+        -> tuple[np.ndarray, WordTables | None]:
+    """Each added word's id in base (-1: new) and the new words' tables, taken from the
+    cache of word lists when this base and these words were seen before: finding and
+    building cost about 40 ms for 100,000 words, more than the rest of a load with them."""
+    cache = _grown_cache_file(base_matcher, added)
+    cached = _read_grown(cache, len(base_matcher.lexicon), len(added))
+    if cached is not None:
+        return cached
+    where = base_matcher.find(added)
+    new = where < 0
+    count = int(new.sum())
+    new_part = WordTables("\n".join(word for word, is_new in zip(added.words, new.tolist())
+                                    if is_new), count, len(base_matcher.lexicon)) \
+        if count else None
+    _write_grown(cache, where, new_part)
+    return where, new_part
+
+
+def _grown_cache_file(base_matcher: LexiconMatcher, added: Lexicon):
+    import hashlib
+
+    folder = word_list_cache_folder()
+    if folder is None:
+        return None
+    digest = hashlib.sha256(base_matcher.fingerprint)
+    digest.update(code_points(added.joined).tobytes())
+    return folder / f"{digest.hexdigest()}.{_GROWN_FORMAT}.npz"
+
+
+def _read_grown(path, base_count: int, added_count: int):
+    """(where, new part) stored before; None when absent, damaged or not of this shape."""
+    if path is None:
+        return None
+    try:
+        with np.load(path) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        where = arrays.pop("where")
+        new_part = WordTables.from_arrays(arrays) if arrays else None
+    except Exception:  # absent, partial or foreign (zip, pickle, shape errors): build anew
+        return None
+    new_count = int(np.count_nonzero(where < 0))
+    if where.shape != (added_count,) or (new_part is None) != (new_count == 0) or (
+            new_part is not None and (new_part.offset != base_count or
+                                      new_part.word_lengths.size != new_count)):
+        return None
+    return where, new_part
+
+
+def _write_grown(path, where: np.ndarray, new_part: WordTables | None) -> None:
+    """Best effort, as for parsed lists: a folder that cannot be written only costs time."""
+    from data.files import atomic_path
+
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, ".npz") as partial:
+            np.savez(partial, where=where, **(new_part.arrays() if new_part else {}))
+    except OSError:
+        pass
