@@ -33,9 +33,10 @@ class LexiconMatcher:
     Per word length l, a window hash (polynomial, mod 2^64) is extended by one character for
     every position still alive and looked up in that length's hash table, which holds the
     words of length l and the length-l prefixes of longer words. Positions whose window is no
-    prefix of a longer word drop out, so after the first few lengths few remain. A hit is then
-    checked character by character against the word, and the build refuses hash collisions
-    between words, so the result is exact (tested against enumerating every substring).
+    prefix of a longer word drop out, so after the first few lengths few remain. A hit longer
+    than INJECTIVE_LENGTHS is then checked character by character against the word, and the
+    build refuses hash collisions between words, so the result is exact (tested against
+    enumerating every substring).
     Hash tables, not sorted arrays and binary search, which spent most of the time searching.
     A lexicon grown at load time (add_words) keeps the tables built for its first words and
     adds tables for the new ones only: each word is in one set of tables (a part).
