@@ -10,7 +10,7 @@ import numpy as np
 from data.encoding.vocab import code_points
 from data.lexicon.hashing import HashTable
 from data.lexicon.words import SOURCE_SEPARATOR, UNTYPED, Lexicon, check_type_count, \
-    word_list_cache_folder
+    store_in_cache, word_list_cache_folder
 
 @dataclass
 class LexiconMatches:
@@ -306,14 +306,5 @@ def _read_grown(path, base_count: int, added_count: int):
 
 
 def _write_grown(path, where: np.ndarray, new_part: WordTables | None) -> None:
-    """Best effort, as for parsed lists: a folder that cannot be written only costs time."""
-    from data.files import atomic_path
-
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path, ".npz") as partial:
-            np.savez(partial, where=where, **(new_part.arrays() if new_part else {}))
-    except OSError:
-        pass
+    store_in_cache(path, lambda partial: np.savez(
+        partial, where=where, **(new_part.arrays() if new_part else {})), ".npz")

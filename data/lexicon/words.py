@@ -264,15 +264,21 @@ def _cached_word_list(raw: bytes) -> Lexicon | None:
 
 
 def _cache_word_list(raw: bytes, lexicon: Lexicon) -> None:
-    """Best effort: a cache folder that cannot be written only means parsing next time."""
-    from data.files import write_text_atomic
+    store_in_cache(_cache_file(raw), lambda partial: partial.write_text(
+        lexicon.to_json(), encoding="utf-8", newline="\n"))
 
-    path = _cache_file(raw)
+
+def store_in_cache(path: Path | None, write, suffix: str = "") -> None:
+    """Best effort: `write(partial)` fills a temporary file that replaces `path` only whole;
+    a cache folder that cannot be written only means parsing or building next time."""
+    from data.files import atomic_path
+
     if path is None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, lexicon.to_json())
+        with atomic_path(path, suffix) as partial:
+            write(partial)
     except OSError:
         pass
 
