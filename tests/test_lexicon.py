@@ -341,6 +341,14 @@ def test_bad_lexicon_line_is_named(tmp_path, content, line, message):
     assert str(error.value).startswith(f"{path}:{line}: ") and message in str(error.value)
 
 
+def test_a_list_that_is_a_folder_or_missing_is_named(tmp_path):
+    for path, message in ((tmp_path, "is a folder, not a file"),
+                          (tmp_path / "missing.txt", "no such file")):
+        with pytest.raises(DataError) as error:
+            read_word_list(path)
+        assert str(error.value) == f"{path}: {message}"
+
+
 def test_sources_joined_by_plus_merge_like_jieba_user_dictionaries(tmp_path):
     first, second = tmp_path / "general.txt", tmp_path / "domain+drugs.txt"
     first.write_text("北京 30 LOC\n阿司匹林 4\n上海 7 LOC\n张三 2 PER\n", encoding="utf-8")

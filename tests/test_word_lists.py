@@ -133,6 +133,14 @@ def test_bad_lists_are_one_line_and_exit_2(exported, lists, tmp_path, flag, name
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+@pytest.mark.parametrize("flag", ["--words", "--force-words"])
+def test_a_list_path_that_is_a_folder_is_one_line_and_exit_2(exported, tmp_path, flag):
+    result = run_module("serve.tag", "--model", exported[0], flag, tmp_path,
+                        FIXTURES / "dev.txt")
+    assert result.returncode == 2
+    assert result.stderr == f"error: {tmp_path}: is a folder, not a file\n"
+
+
 def test_serve_tag_with_lists_equals_the_tagger(exported, lists, tmp_path):
     from serve.records import TagOptions, tag_records
     from serve.tagger import Tagger

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from data.corpus.formats import DataError, split_lines
-from data.files import decode_bytes
+from data.files import check_input_file, decode_bytes
 
 JIEBA_SDIST = "jieba-0.42.1.tar.gz"
 JIEBA_SDIST_SHA256 = "055ca12f62674fafed09427f176506079bc135638a14e23e25be909131928db2"
@@ -122,6 +122,7 @@ def read_word_list(path: str | Path, allowed_types: Sequence[str] | None = None,
     one. A list read before is taken from the cache (word_list_cache_folder), keyed by the
     file's bytes: parsing 100,000 lines costs more than tagging a small file.
     """
+    check_input_file(path)
     raw = Path(path).read_bytes()
     cached = _cached_word_list(raw)
     if cached is not None and _types_accepted(cached, allowed_types, type_required):
