@@ -86,9 +86,13 @@ class TrainConfig:
     # turned <unk> for the teachers too (training/distillation.py student_view_targets)
     teacher_view: str = "clean"
     unlabeled: list[str] = field(default_factory=list)
-    # a trained run whose character and bigram embedding rows start this run's, token by token
-    # (training/warm_start.py); None: random start
+    # a trained run this one starts from wherever layers' roles and shapes match (embedding rows
+    # by token, the Bi-LSTM, emissions and CRF of an equal tag set: training/warm_start.py);
+    # None: random start
     init_from: str | None = None
+    # with init_from: the first N epochs train only the layers that start fresh, the ones taken
+    # from init_from frozen; then all, with a new optimizer (0: all from the start)
+    init_frozen_epochs: int = 0
     data_format: str | None = None  # None: detected per file (data/corpus/formats.py FORMS)
     overlaps: str = "refuse"  # overlapping spans in span files: refuse | keep-longest | keep-first
     unreviewed: str = "refuse"  # Label Studio tasks with predictions only: refuse | predictions | skip
@@ -97,6 +101,9 @@ class TrainConfig:
     def __post_init__(self):
         if not self.adversarial >= 0:
             raise ValueError(f"adversarial must be 0 (off) or above, got {self.adversarial}")
+        if self.init_frozen_epochs < 0 or (self.init_frozen_epochs and not self.init_from):
+            raise ValueError("init_frozen_epochs must be 0, or above with init_from (a run to "
+                             f"start from), got {self.init_frozen_epochs}")
         if self.teacher_view not in TEACHER_VIEWS:
             raise ValueError(f"teacher_view {self.teacher_view!r}: expected one of "
                              f"{', '.join(TEACHER_VIEWS)}")

@@ -69,7 +69,9 @@ _OWN_FLAGS = ("train", "dev", "test", "out", "bigrams", "strict", "lexicon", "le
 
 
 # What a generic flag does, where its name does not say it.
-_HELP = {"lexicon_train_entities": "K: the training file's entities join the lexicon, each of "
+_HELP = {"init_frozen_epochs": "N: with --init-from, the first N epochs train only the layers "
+         "that start fresh (0: every layer from the start) ",
+         "lexicon_train_entities": "K: the training file's entities join the lexicon, each of "
          "K folds of training sentences seeing only the other folds' (0: off) ",
          "lexicon_frequency_classes": "N: per B/M/E/S set, one flag per frequency class of its "
          "words (0: off) ",

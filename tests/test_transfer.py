@@ -2,6 +2,8 @@
 
 A learning rate of 0 keeps the weights where the transfer put them, so the saved run shows
 the network as it was before training."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -166,3 +168,78 @@ def test_word_rows_are_named_in_the_order_the_model_reads_them():
         expected = word if word in features.word_vocab else \
             f"<class:{lexicon.type_names[lexicon.type_ids[lexicon.words.index(word)]]}>"
         assert tokens[row] == expected
+
+
+def test_frozen_epochs_train_only_the_fresh_layers(trained_run, relabelled, tmp_path):
+    """--init-frozen-epochs 1 at a real rate: after the epoch the layers from the source are
+    still its own, while the fresh emissions and CRF have moved from where rate 0 leaves them."""
+    from training.run_files import load_run
+
+    source_path, _ = trained_run
+    frozen = train_from(source_path, tmp_path / "frozen", relabelled, "--dev", relabelled,
+                        "--lr", "0.01", "--init-frozen-epochs", "1")
+    assert frozen.returncode == 0, frozen.stderr[-3000:]
+    still = train_from(source_path, tmp_path / "still", relabelled, "--dev", relabelled)
+    assert still.returncode == 0, still.stderr[-3000:]
+    source, target, start = (load_run(path) for path in
+                             (source_path, tmp_path / "frozen", tmp_path / "still"))
+    for mine, theirs in zip(target.model.recurrent, source.model.recurrent, strict=True):
+        for a, b in zip(mine.get_weights(), theirs.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for layer, vocab in (("char_embedding", "chars"), ("bigram_embedding", "bigrams")):
+        assert_rows_by_token(target, source, layer, vocab)
+    for layer in ("emission_dense", "crf"):
+        for mine, initial in zip(weights(target, layer), weights(start, layer), strict=True):
+            assert not np.allclose(mine, initial)
+    assert "epoch 1: the layers from --init-from frozen\n" in frozen.stdout
+    assert "the layers from --init-from frozen" not in still.stdout
+
+
+def test_frozen_layers_thaw_with_a_new_optimizer(trained_run):
+    from training.run_files import load_run
+    from training.warm_start import set_frozen
+
+    model = load_run(trained_run[0]).model
+    model.compile(optimizer="adam")
+    everything = {variable.path for variable in model.trainable_variables}
+    named = {variable.path for name in ("bilstm_0", "char_embedding")
+             for variable in model.get_layer(name).weights}
+    set_frozen(model, ["bilstm_0", "char_embedding"], True)
+    left = {variable.path for variable in model.trainable_variables}
+    assert named and left and left == everything - named
+    first = model.optimizer
+    set_frozen(model, ["bilstm_0", "char_embedding"], False)
+    assert {variable.path for variable in model.trainable_variables} == everything
+    assert model.optimizer is not first and int(model.optimizer.iterations) == 0
+
+
+def test_resume_inside_the_frozen_epochs_continues_exactly(trained_run, relabelled, tmp_path):
+    from tests.conftest import kill_at_epoch
+    from tests.test_train import comparable_history, weights_of
+
+    source_path, _ = trained_run
+    flags = ["--train", relabelled, "--dev", relabelled, "--epochs", "3", *TINY, "--init-from",
+             source_path, "--lr", "0.01", "--init-frozen-epochs", "2"]
+    whole = run_module("pipeline.train", *flags, "--out", tmp_path / "whole", timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert ("epoch 2: the layers from --init-from frozen\n" in whole.stdout
+            and "epoch 3: every layer trains\n" in whole.stdout)
+    resumed = tmp_path / "resumed"
+    kill_at_epoch([sys.executable, "-m", "pipeline.train", *map(str, flags), "--out",
+                   str(resumed)], 1, 3)
+    result = run_module("pipeline.train", *flags, "--out", resumed, "--resume", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "epoch 2: the layers from --init-from frozen\n" in result.stdout
+    assert comparable_history(resumed) == comparable_history(tmp_path / "whole")
+    for a, b in zip(weights_of(resumed), weights_of(tmp_path / "whole"), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("flags", [["--init-frozen-epochs", "2"],
+                                   ["--init-frozen-epochs", "-1", "--init-from", "runs/x"]])
+def test_frozen_epochs_need_a_run_to_start_from(flags):
+    result = run_module("pipeline.train", *flags, "--train", FIXTURES / "train.txt",
+                        "--dev", FIXTURES / "dev.txt")
+    assert result.returncode == 2
+    assert result.stderr.endswith(f"init_frozen_epochs must be 0, or above with init_from (a run "
+                                  f"to start from), got {flags[1]}\n")

@@ -24,7 +24,7 @@ from training.distillation import (attach_teacher_targets, load_teachers, pseudo
                                    read_unlabeled, student_view_targets)
 from training.run_files import (CHECKPOINT_DIR, CONFIG, HISTORY, METRICS, MODEL, load_run,
                                 load_vocabularies, save_json, save_vocabularies)
-from training.warm_start import init_from_run, with_source_tokens
+from training.warm_start import init_from_run, set_frozen, with_source_tokens
 
 # What the data holds (forms, conversions, warnings): the command decides where it goes.
 NOTES = logging.getLogger("ner.training")
@@ -281,12 +281,12 @@ def train(config: TrainConfig, resume: bool = False, log=print,
             config, corpora, unlabeled, teachers[0].tags.tags if teachers else None, source,
             lexicon)
         model = build_model(config, encoder, tags)
-        if source is not None:
-            init_from_run(model, encoder, tags, source, log)
+        transferred = init_from_run(model, encoder, tags, source, log) if source is not None else []
         average = weight_average(model, config)
         config.save(run / CONFIG)
         save_vocabularies(run, encoder, tags)
-        state = {"epochs_done": 0, "best_f1": -1.0, "best_epoch": 0, "history": []}
+        state = {"epochs_done": 0, "best_f1": -1.0, "best_epoch": 0, "history": [],
+                 "transferred": transferred}
     encoded = {name: encode_training(config, corpus.sentences, encoder, tags, log, lexicon)
                if name == "train" else encode_corpus(corpus.sentences, encoder, tags)
                for name, corpus in corpora.items()}
@@ -386,10 +386,17 @@ def epochs(fit: Fit, state: dict, stop: StopRequest, log):
     if passes > 1:
         log(f"small training set: one epoch = {passes} passes over it "
             f"(at least {config.epoch_min_steps} steps, --epoch-min-steps)")
+    frozen = False
     for epoch in range(state["epochs_done"], config.epochs):
         if epoch - state["best_epoch"] >= config.patience and state["best_epoch"] > 0:
             break
         started = time.time()
+        freeze = epoch < config.init_frozen_epochs and bool(state.get("transferred"))
+        if freeze or frozen:  # a new optimizer each such epoch: --resume continues exactly
+            set_frozen(model, state["transferred"], freeze)
+            frozen = freeze
+            log(f"epoch {epoch + 1}: " + ("the layers from --init-from frozen" if freeze
+                                          else "every layer trains"))
         lr = config.learning_rate(epoch)
         model.optimizer.learning_rate.assign(lr)
         dataset, steps = training_dataset(encoded["train"], config.batch_size, config.seed,

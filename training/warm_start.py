@@ -73,13 +73,17 @@ def word_tokens(encoder) -> list[str]:
     return ["<pad>"] + classes + list(features.word_vocab)
 
 
-def init_embeddings_from(model, encoder, source, log=print) -> None:
-    """Set `model`'s embedding rows (characters, bigrams, words) from the loaded run `source`."""
+def init_embeddings_from(model, encoder, source, log=print) -> list[str]:
+    """Set `model`'s embedding rows (characters, bigrams, words) from the loaded run `source`;
+    the names of the layers set."""
+    names = []
     for name, target_layer, source_layer, target_tokens, source_tokens in \
             embedding_tables(model, encoder, source):
         copied, total = copy_rows(target_layer, source_layer, target_tokens, source_tokens,
                                   name, source.path)
         log(f"init from {source.path}: {copied:,} of {total:,} {name} rows")
+        names.append(target_layer.name)
+    return names
 
 
 def same_shapes(target_layer, source_layer) -> bool:
@@ -110,10 +114,23 @@ def transfer_layers(model, tags, source) -> tuple[list[str], list[str]]:
     return copied, left
 
 
-def init_from_run(model, encoder, tags, source, log=print) -> None:
+def init_from_run(model, encoder, tags, source, log=print) -> list[str]:
     """Start `model` from the loaded run `source` wherever roles and shapes match (module doc),
-    logging what was copied and what was left."""
-    init_embeddings_from(model, encoder, source, log)
+    logging what was copied and what was left; the names of the layers that start from it."""
+    tables = init_embeddings_from(model, encoder, source, log)
     copied, left = transfer_layers(model, tags, source)
     log(f"init from {source.path}: copied {', '.join(copied) or 'no other layer'}"
         + (f"; left {'; '.join(left)}" if left else ""))
+    return tables + copied
+
+
+def set_frozen(model, layer_names: list[str], frozen: bool) -> None:
+    """Freeze (or thaw) the named layers and compile anew: the optimizer is new either way, so
+    thawed layers do not meet Adam moments that never saw their gradients."""
+    import keras
+
+    for name in layer_names:
+        model.get_layer(name).trainable = not frozen
+    optimizer = model.optimizer
+    model.compile(optimizer=keras.optimizers.Adam(float(optimizer.learning_rate.numpy()),
+                                                  clipnorm=optimizer.clipnorm))
