@@ -196,6 +196,8 @@ def test_frozen_epochs_train_only_the_fresh_layers(trained_run, relabelled, tmp_
 
 
 def test_frozen_layers_thaw_with_a_new_optimizer(trained_run):
+    import keras
+
     from training.run_files import load_run
     from training.warm_start import set_frozen
 
@@ -204,11 +206,11 @@ def test_frozen_layers_thaw_with_a_new_optimizer(trained_run):
     everything = {variable.path for variable in model.trainable_variables}
     named = {variable.path for name in ("bilstm_0", "char_embedding")
              for variable in model.get_layer(name).weights}
-    set_frozen(model, ["bilstm_0", "char_embedding"], True)
+    set_frozen(model, ["bilstm_0", "char_embedding"], True, keras.optimizers.Adam())
     left = {variable.path for variable in model.trainable_variables}
     assert named and left and left == everything - named
     first = model.optimizer
-    set_frozen(model, ["bilstm_0", "char_embedding"], False)
+    set_frozen(model, ["bilstm_0", "char_embedding"], False, keras.optimizers.Adam())
     assert {variable.path for variable in model.trainable_variables} == everything
     assert model.optimizer is not first and int(model.optimizer.iterations) == 0
 

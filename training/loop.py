@@ -113,8 +113,6 @@ def build_vocabularies(config: TrainConfig, corpora, extra_texts=(), tag_names=N
 
 
 def build_model(config: TrainConfig, encoder, tags):
-    import keras
-
     from data.lexicon.features import char_prior_table
     from models.tagger import BiLSTMCRF
 
@@ -135,8 +133,13 @@ def build_model(config: TrainConfig, encoder, tags):
     model(model.input_example())
     if prior_table is not None:  # frozen: it holds the lexicon's statistics, not learnt ones
         model.char_prior_embedding.set_weights([prior_table])
-    model.compile(optimizer=keras.optimizers.Adam(config.lr, clipnorm=config.clipnorm or None))
+    model.compile(optimizer=new_optimizer(config, config.lr))
     return model
+
+
+def new_optimizer(config: TrainConfig, lr: float):
+    import keras
+    return keras.optimizers.Adam(lr, clipnorm=config.clipnorm or None)
 
 
 class Progress:
@@ -281,7 +284,7 @@ def train(config: TrainConfig, resume: bool = False, log=print,
             config, corpora, unlabeled, teachers[0].tags.tags if teachers else None, source,
             lexicon)
         model = build_model(config, encoder, tags)
-        transferred = init_from_run(model, encoder, tags, source, log) if source is not None else []
+        transferred = [] if source is None else init_from_run(model, encoder, tags, source, log)
         average = weight_average(model, config)
         config.save(run / CONFIG)
         save_vocabularies(run, encoder, tags)
@@ -393,7 +396,8 @@ def epochs(fit: Fit, state: dict, stop: StopRequest, log):
         started = time.time()
         freeze = epoch < config.init_frozen_epochs and bool(state.get("transferred"))
         if freeze or frozen:  # a new optimizer each such epoch: --resume continues exactly
-            set_frozen(model, state["transferred"], freeze)
+            set_frozen(model, state["transferred"], freeze,
+                       new_optimizer(config, config.learning_rate(epoch)))
             frozen = freeze
             log(f"epoch {epoch + 1}: " + ("the layers from --init-from frozen" if freeze
                                           else "every layer trains"))

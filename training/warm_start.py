@@ -124,13 +124,9 @@ def init_from_run(model, encoder, tags, source, log=print) -> list[str]:
     return tables + copied
 
 
-def set_frozen(model, layer_names: list[str], frozen: bool) -> None:
-    """Freeze (or thaw) the named layers and compile anew: the optimizer is new either way, so
-    thawed layers do not meet Adam moments that never saw their gradients."""
-    import keras
-
+def set_frozen(model, layer_names: list[str], frozen: bool, optimizer) -> None:
+    """Freeze (or thaw) the named layers and compile with a new `optimizer`, so thawed layers
+    do not meet Adam moments that never saw their gradients."""
     for name in layer_names:
         model.get_layer(name).trainable = not frozen
-    optimizer = model.optimizer
-    model.compile(optimizer=keras.optimizers.Adam(float(optimizer.learning_rate.numpy()),
-                                                  clipnorm=optimizer.clipnorm))
+    model.compile(optimizer=optimizer)
