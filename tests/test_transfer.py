@@ -215,7 +215,7 @@ def test_frozen_layers_thaw_with_a_new_optimizer(trained_run):
     assert model.optimizer is not first and int(model.optimizer.iterations) == 0
 
 
-def test_resume_inside_the_frozen_epochs_continues_exactly(trained_run, relabelled, tmp_path):
+def test_resume_inside_or_after_the_frozen_epochs_continues_exactly(trained_run, relabelled, tmp_path):
     from tests.conftest import kill_at_epoch
     from tests.test_train import comparable_history, weights_of
 
@@ -226,15 +226,17 @@ def test_resume_inside_the_frozen_epochs_continues_exactly(trained_run, relabell
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert ("epoch 2: the layers from --init-from frozen\n" in whole.stdout
             and "epoch 3: every layer trains\n" in whole.stdout)
-    resumed = tmp_path / "resumed"
-    kill_at_epoch([sys.executable, "-m", "pipeline.train", *map(str, flags), "--out",
-                   str(resumed)], 1, 3)
-    result = run_module("pipeline.train", *flags, "--out", resumed, "--resume", timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "epoch 2: the layers from --init-from frozen\n" in result.stdout
-    assert comparable_history(resumed) == comparable_history(tmp_path / "whole")
-    for a, b in zip(weights_of(resumed), weights_of(tmp_path / "whole"), strict=True):
-        np.testing.assert_array_equal(a, b)
+    for killed_after, next_line in ((1, "epoch 2: the layers from --init-from frozen\n"),
+                                    (2, "epoch 3: every layer trains\n")):  # inside, at thaw
+        resumed = tmp_path / f"resumed{killed_after}"
+        kill_at_epoch([sys.executable, "-m", "pipeline.train", *map(str, flags), "--out",
+                       str(resumed)], killed_after, 3)
+        result = run_module("pipeline.train", *flags, "--out", resumed, "--resume", timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert next_line in result.stdout
+        assert comparable_history(resumed) == comparable_history(tmp_path / "whole")
+        for a, b in zip(weights_of(resumed), weights_of(tmp_path / "whole"), strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("flags", [["--init-frozen-epochs", "2"],

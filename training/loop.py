@@ -389,16 +389,15 @@ def epochs(fit: Fit, state: dict, stop: StopRequest, log):
     if passes > 1:
         log(f"small training set: one epoch = {passes} passes over it "
             f"(at least {config.epoch_min_steps} steps, --epoch-min-steps)")
-    frozen = False
     for epoch in range(state["epochs_done"], config.epochs):
         if epoch - state["best_epoch"] >= config.patience and state["best_epoch"] > 0:
             break
         started = time.time()
-        freeze = epoch < config.init_frozen_epochs and bool(state.get("transferred"))
-        if freeze or frozen:  # a new optimizer each such epoch: --resume continues exactly
+        # each frozen epoch and the thaw get a new optimizer, so --resume continues exactly
+        if epoch <= config.init_frozen_epochs and state.get("transferred"):
+            freeze = epoch < config.init_frozen_epochs
             set_frozen(model, state["transferred"], freeze,
                        new_optimizer(config, config.learning_rate(epoch)))
-            frozen = freeze
             log(f"epoch {epoch + 1}: " + ("the layers from --init-from frozen" if freeze
                                           else "every layer trains"))
         lr = config.learning_rate(epoch)
